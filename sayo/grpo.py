@@ -1,0 +1,171 @@
+"""GRPO maths: group-normalised advantages and the clipped policy loss with a k3 KL penalty.
+
+Why: SAYO optimises its reward with GRPO — G rollouts per prompt, advantages normalised within
+each group, a clipped per-token importance-ratio surrogate and a KL penalty to a reference policy
+(method.md, "Total reward and optimisation"; finding 5) [paper]. These are pure functions with no
+trainer state, so each can be checked against hand-computed values (architecture.md, "Training").
+
+Where this departs from the textbook / the choices left open [ours]:
+- asymmetric clipping (ε_low, ε_high) as in DAPO; both default to ε = 0.2;
+- KL is the k3 estimator exp(ref − logp) − (ref − logp) − 1, added per token as β·KL;
+- ``grpo`` aggregation divides each sequence by max(n_tokens, 1) and averages over all B
+  sequences, so a sequence with no valid token adds 0 but still counts in the mean;
+- ``bnpo`` and ``dapo`` are the same here (sum over valid tokens / number of valid tokens): with
+  one process there is no cross-process token count to distinguish them;
+- a group of one rollout has undefined std; its advantage is defined as 0 (nothing to compare).
+- masked positions are zeroed *before* exp, so garbage log-probs there give exact-zero gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+ADVANTAGE_SCALES = ("group", "batch", "none")
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+STD_EPS = 1e-4
+
+
+def group_advantages(rewards: Tensor, group_size: int, scale: str = "group") -> Tensor:
+    """Rewards minus their group's mean, optionally divided by a std.
+
+    Args:
+        rewards: [B] rewards laid out as consecutive groups of ``group_size`` rollouts of one prompt.
+        group_size: rollouts per prompt, G >= 1 dividing B.
+        scale: ``group`` divides by each group's unbiased std + 1e-4, ``batch`` by the whole batch's
+            unbiased std + 1e-4, ``none`` only centres.
+
+    Returns:
+        [B] float32 advantages; all 0 when ``group_size`` is 1 (every rollout is its own baseline).
+    """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; expected one of {ADVANTAGE_SCALES}")
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be [B], got shape {tuple(rewards.shape)}")
+    batch = rewards.shape[0]
+    if group_size < 1 or batch % group_size != 0:
+        raise ValueError(f"group_size={group_size} must be >= 1 and divide the batch size B={batch}")
+    grouped = rewards.float().view(-1, group_size)  # [B/G, G]
+    centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B/G, G]
+    if group_size == 1 or scale == "none":
+        return centred.reshape(-1)  # [B]; exactly 0 when G == 1
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True, correction=1)  # [B/G, 1]
+    else:
+        std = rewards.float().std(correction=1)  # []
+    return (centred / (std + STD_EPS)).reshape(-1)  # [B]
+
+
+def _check_loss_args(
+    logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor, ref_logps: Tensor | None, beta: float
+) -> None:
+    if logps.dim() != 2:
+        raise ValueError(f"logps must be [B, T], got shape {tuple(logps.shape)}")
+    for name, tensor in (("old_logps", old_logps), ("mask", mask), ("ref_logps", ref_logps)):
+        if tensor is not None and tensor.shape != logps.shape:
+            raise ValueError(f"{name} shape {tuple(tensor.shape)} must equal logps' {tuple(logps.shape)}")
+    if advantages.shape != logps.shape[:1]:
+        raise ValueError(f"advantages must be [B]={tuple(logps.shape[:1])}, got {tuple(advantages.shape)}")
+    if not beta >= 0.0:
+        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    if beta > 0.0 and ref_logps is None:
+        raise ValueError(f"beta={beta} > 0 needs ref_logps (reference-policy log-probabilities)")
+
+
+def _aggregate(per_token: Tensor, valid: Tensor, loss_type: str, max_completion_length: int | None) -> Tensor:
+    """Reduce [B, T] masked per-token losses to a scalar according to ``loss_type``."""
+    masked = torch.where(valid, per_token, torch.zeros_like(per_token))  # [B, T]
+    if loss_type == "grpo":
+        n_tokens = valid.sum(dim=1).clamp(min=1)  # [B]
+        return (masked.sum(dim=1) / n_tokens).mean()  # []
+    if loss_type in ("bnpo", "dapo"):
+        return masked.sum() / valid.sum().clamp(min=1)  # []
+    length = per_token.shape[1] if max_completion_length is None else max_completion_length
+    if length < 1:
+        raise ValueError(f"max_completion_length must be >= 1, got {length}")
+    return masked.sum() / (per_token.shape[0] * length)  # []
+
+
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum().clamp(min=1)  # []
+
+
+@torch.no_grad()
+def _loss_stats(
+    ratio: Tensor, adv: Tensor, kl: Tensor, valid: Tensor, epsilon_low: float, epsilon_high: float
+) -> dict[str, Tensor]:
+    """Detached diagnostics over valid tokens: clip fractions, mean k3 KL, ratio mean and max."""
+    low = valid & (adv < 0) & (ratio < 1.0 - epsilon_low)  # [B, T]
+    high = valid & (adv > 0) & (ratio > 1.0 + epsilon_high)  # [B, T]
+    # ratio >= 0, so 0 at masked positions never wins the max
+    ratio_valid = torch.where(valid, ratio, torch.zeros_like(ratio))  # [B, T]
+    stats = {
+        "clip_fraction_low": _masked_mean(low.float(), valid),
+        "clip_fraction_high": _masked_mean(high.float(), valid),
+        "clip_fraction": _masked_mean((low | high).float(), valid),
+        "kl": _masked_mean(kl, valid),
+        "ratio_mean": _masked_mean(ratio, valid),
+        "ratio_max": ratio_valid.max() if ratio_valid.numel() else ratio_valid.sum(),
+    }
+    return {name: value.detach() for name, value in stats.items()}
+
+
+def policy_loss(
+    logps: Tensor,
+    old_logps: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    ref_logps: Tensor | None = None,
+    *,
+    beta: float = 0.0,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+    loss_type: str = "grpo",
+    max_completion_length: int | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped-surrogate GRPO loss with an optional k3 KL penalty.
+
+    Per token: −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A) + β·(exp(ref−logp) − (ref−logp) − 1),
+    with r = exp(logp − old_logp).
+
+    Args:
+        logps: [B, T] log-probabilities of the sampled tokens under the current policy (with grad).
+        old_logps: [B, T] the same under the policy that sampled them.
+        advantages: [B] one advantage per rollout.
+        mask: [B, T] bool, True for response tokens that count.
+        ref_logps: [B, T] reference-policy log-probabilities (needed when ``beta`` > 0).
+        beta: KL coefficient β >= 0.
+        epsilon_low, epsilon_high: clip range [1−ε_low, 1+ε_high] of the ratio.
+        loss_type: ``grpo`` | ``bnpo`` | ``dapo`` | ``dr_grpo`` (see the module docstring).
+        max_completion_length: ``dr_grpo`` denominator length (default: T).
+
+    Returns:
+        ``(loss, stats)``: the scalar loss and detached scalars ``clip_fraction_low``,
+        ``clip_fraction_high``, ``clip_fraction``, ``kl`` (0 without ``ref_logps``), ``ratio_mean``
+        and ``ratio_max`` (over valid tokens).
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
+    if not (0.0 <= epsilon_low < 1.0 and epsilon_high >= 0.0):
+        raise ValueError(
+            f"need 0 <= epsilon_low < 1 and 0 <= epsilon_high, got {epsilon_low!r}, {epsilon_high!r}"
+        )
+    _check_loss_args(logps, old_logps, advantages, mask, ref_logps, beta)
+    valid = mask.bool()  # [B, T]
+    zeros = torch.zeros_like(logps, dtype=torch.float32)  # [B, T]
+    log_ratio = torch.where(valid, logps.float() - old_logps.float(), zeros)  # [B, T]
+    ratio = torch.exp(log_ratio)  # [B, T]
+    adv = advantages.float().unsqueeze(1)  # [B, 1]
+    unclipped = ratio * adv  # [B, T]
+    clipped = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high) * adv  # [B, T]
+    per_token = -torch.minimum(unclipped, clipped)  # [B, T]
+    kl = zeros  # [B, T]
+    if ref_logps is not None:
+        delta = torch.where(valid, ref_logps.float() - logps.float(), zeros)  # [B, T]
+        kl = torch.exp(delta) - delta - 1.0  # [B, T]
+    if beta > 0.0:
+        per_token = per_token + beta * kl  # [B, T]
+    loss = _aggregate(per_token, valid, loss_type, max_completion_length)  # []
+
+    stats = _loss_stats(ratio, adv, kl, valid, epsilon_low, epsilon_high)
+    return loss, stats

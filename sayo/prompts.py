@@ -1,0 +1,85 @@
+"""Turning samples into model inputs: the question template and batched, region-aware prompts.
+
+The answer template (`<think>…</think><answer>…</answer>`, method.md "Total reward") is asked
+for in the user turn, so a real instruct checkpoint can follow it zero-shot and the tiny model
+learns it in SFT. Region boxes travel with the prompt as a mask over its image tokens, built from
+the processor's actual `image_grid_thw` (`sayo.regions`), so the mapping never drifts from what
+the model sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+from torch import Tensor
+
+from sayo.data.schema import AnswerType, Sample
+from sayo.regions import sequence_region_mask
+
+INSTRUCTION = (
+    "Think briefly inside <think></think>, then give only the final answer inside <answer></answer>."
+)
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+
+def question_text(sample: Sample) -> str:
+    """The user text for a sample: question, options for multiple choice, and the instruction."""
+    text = sample.question.strip()
+    if sample.answer_type is AnswerType.CHOICE and sample.choices:
+        options = " ".join(f"{OPTION_LETTERS[i]}. {c}" for i, c in enumerate(sample.choices))
+        text = f"{text}\nOptions: {options}"
+    return f"{text}\n{INSTRUCTION}"
+
+
+def chat_messages(sample: Sample, answer: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages with one image and the question; with `answer`, the assistant turn too."""
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question_text(sample)}]}
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def formatted_answer(answer: str, reasoning: str = "") -> str:
+    """A completion in the answer template."""
+    return f"<think>{reasoning}</think><answer>{answer}</answer>"
+
+
+def build_prompt_batch(
+    processor: Any, samples: Sequence[Sample], images: Sequence[Image.Image], repeat: int = 1
+) -> Any:
+    """Processor inputs for `samples`, each repeated `repeat` times (adjacent: one GRPO group).
+
+    Prompts are left-padded so that completions can be appended on the right.
+    """
+    if len(samples) != len(images):
+        raise ValueError(f"{len(samples)} samples but {len(images)} images")
+    if repeat < 1:
+        raise ValueError(f"repeat={repeat} must be >= 1")
+    texts = [
+        processor.apply_chat_template(chat_messages(s), tokenize=False, add_generation_prompt=True)
+        for s in samples
+    ]
+    texts = [t for t in texts for _ in range(repeat)]
+    batch_images = [img.convert("RGB") for img in images for _ in range(repeat)]
+    processor.tokenizer.padding_side = "left"
+    return processor(text=texts, images=batch_images, padding=True, return_tensors="pt")
+
+
+def prompt_region_mask(
+    prompt_inputs: Any,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    image_token_id: int,
+    repeat: int = 1,
+    merge_size: int = 2,
+) -> tuple[Tensor, Tensor]:
+    """(image_mask, region_mask), each [B, P]: image tokens, and those inside the samples' regions."""
+    boxes = [[r.bbox for r in s.regions] for s in samples for _ in range(repeat)]
+    sizes = [img.size for img in images for _ in range(repeat)]
+    return sequence_region_mask(
+        prompt_inputs["input_ids"], image_token_id, prompt_inputs["image_grid_thw"], boxes, sizes, merge_size
+    )

@@ -1,0 +1,124 @@
+"""The one forward pass GRPO needs per batch of rollouts.
+
+Architecture.md, "One step": a single no-grad forward of the old/reference policy over
+prompt + completion gives the per-token log-probabilities, the entropies that choose which
+tokens the attention reward looks at, and — through `AttentionCapture` hooks on the same
+forward — where those tokens attend in the image. The trainer calls `completion_logits` again
+with grad for the policy loss.
+
+Layout (as in TRL/verl): prompts left-padded, completions right-padded, concatenated, so the
+completion occupies the last T positions and only those logits are materialised
+(`logits_to_keep`), which matters with a 150k vocabulary. The token at completion index t is
+predicted by the logits at sequence position P+t−1; that position is also the attention query
+for token t, since its attention produced p_t. [ours]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.rewards.attention import region_share
+from sayo.rewards.entropy import token_entropy, token_logprobs
+
+
+@dataclass
+class RolloutScores:
+    """Per-token quantities of a rollout batch, aligned with the completion tokens.
+
+    logps, entropy: [B, T]; attention: [B, T, K] over the image keys (None without capture);
+    image_keys: [B, K] valid image keys; region_keys: [B, K] keys inside the target region;
+    region_share: [B, T] share of each token's visual attention on the region (None without capture).
+    """
+
+    logps: Tensor
+    entropy: Tensor
+    attention: Tensor | None = None
+    image_keys: Tensor | None = None
+    region_keys: Tensor | None = None
+    region_share: Tensor | None = None
+
+
+def _joint_inputs(
+    prompt_inputs: Mapping[str, Tensor], completion_ids: Tensor, completion_mask: Tensor
+) -> dict:
+    inputs = {
+        k: v
+        for k, v in prompt_inputs.items()
+        if k not in ("input_ids", "attention_mask", "mm_token_type_ids")
+    }
+    inputs["input_ids"] = torch.cat([prompt_inputs["input_ids"], completion_ids], dim=1)  # [B, P+T]
+    mask = completion_mask.to(prompt_inputs["attention_mask"].dtype)
+    inputs["attention_mask"] = torch.cat([prompt_inputs["attention_mask"], mask], dim=1)  # [B, P+T]
+    if "mm_token_type_ids" in prompt_inputs:  # image placeholders are in the prompt only
+        pad = torch.zeros_like(completion_ids, dtype=prompt_inputs["mm_token_type_ids"].dtype)
+        inputs["mm_token_type_ids"] = torch.cat([prompt_inputs["mm_token_type_ids"], pad], dim=1)
+    return inputs
+
+
+def completion_logits(
+    model: nn.Module,
+    prompt_inputs: Mapping[str, Tensor],
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Logits [B, T, V] that predict each completion token (divided by the sampling temperature)."""
+    inputs = _joint_inputs(prompt_inputs, completion_ids, completion_mask)
+    num_completion = completion_ids.shape[1]
+    out = model(**inputs, use_cache=False, logits_to_keep=num_completion + 1)
+    return out.logits[:, :-1].float() / temperature  # [B, T, V]
+
+
+@torch.no_grad()
+def score_rollouts(
+    model: nn.Module,
+    prompt_inputs: Mapping[str, Any],
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    image_token_id: int,
+    capture: AttentionCapture | None = None,
+    region_mask: Tensor | None = None,
+    temperature: float = 1.0,
+) -> RolloutScores:
+    """One no-grad forward: log-probs, entropies and (optionally) attention on the image.
+
+    Args:
+        prompt_inputs: processor outputs for the prompts (left-padded), one row per rollout.
+        completion_ids, completion_mask: [B, T] sampled tokens and their validity (right-padded).
+        image_token_id: id of the `<|image_pad|>` placeholder (model.config.image_token_id).
+        capture: attention hooks on the chosen layers; None skips the capture.
+        region_mask: [B, P] True on the prompt's image tokens inside the target region(s).
+    """
+    prompt_len = prompt_inputs["input_ids"].shape[1]
+    num_completion = completion_ids.shape[1]
+    if capture is None:
+        logits = completion_logits(model, prompt_inputs, completion_ids, completion_mask, temperature)
+        return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits))
+    key_index, image_keys = positions_from_mask(prompt_inputs["input_ids"] == image_token_id)  # [B, K]
+    batch = completion_ids.shape[0]
+    query_index = (prompt_len - 1 + torch.arange(num_completion, device=completion_ids.device)).expand(
+        batch, -1
+    )
+    attention_mask = torch.cat([prompt_inputs["attention_mask"], completion_mask.long()], dim=1)  # [B, P+T]
+    with capture.record(query_index, key_index, attention_mask) as request:
+        logits = completion_logits(model, prompt_inputs, completion_ids, completion_mask, temperature)
+    attention = capture.result(request) * image_keys[:, None, :]  # [B, T, K]
+    region_keys = torch.zeros_like(image_keys)
+    if region_mask is not None:
+        region_keys = region_mask.gather(1, key_index) & image_keys  # [B, K]
+    share = region_share(attention, region_keys, image_keys)  # [B, T]
+    return RolloutScores(
+        logps=token_logprobs(logits, completion_ids),
+        entropy=token_entropy(logits),
+        attention=attention,
+        image_keys=image_keys,
+        region_keys=region_keys,
+        region_share=share,
+    )

@@ -1,0 +1,40 @@
+"""Shared fixtures: the tiny policy (built once per session) and an isolated SAYO_HOME."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from sayo.models import build_tiny
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sayo_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tiny-model cache of the tests out of the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SAYO_HOME", str(tmp_path_factory.mktemp("sayo_home")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor) of the tiny default, in eval mode, SDPA attention."""
+    torch.set_num_threads(2)
+    return build_tiny()
+
+
+def chat_prompt(processor, question: str) -> str:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+@pytest.fixture(scope="session")
+def two_prompt_batch(tiny):
+    """Two prompts of different lengths and image sizes (so the first is left-padded)."""
+    _, processor = tiny
+    texts = [chat_prompt(processor, "What colour is the square?"), chat_prompt(processor, "Hi")]
+    images = [Image.new("RGB", (300, 200), "red"), Image.new("RGB", (112, 140), "blue")]
+    processor.tokenizer.padding_side = "left"
+    return processor(text=texts, images=images, padding=True, return_tensors="pt"), images, texts

@@ -1,0 +1,94 @@
+"""The GRPO scoring forward: log-probs/entropies as from a full forward, attention shares in [0, 1]."""
+
+from __future__ import annotations
+
+import torch
+
+from sayo.attention import AttentionCapture
+from sayo.rollout import completion_mask, encode_completions, generate_completions
+from sayo.scoring import score_rollouts
+
+
+def _completions(processor):
+    return encode_completions(
+        processor.tokenizer, ["<think>red</think><answer>red</answer>", "<answer>7</answer>"]
+    )
+
+
+def test_logps_and_entropy_match_a_full_forward(tiny, two_prompt_batch):
+    model, processor = tiny
+    batch, _, _ = two_prompt_batch
+    ids, mask = _completions(processor)
+    scores = score_rollouts(model, batch, ids, mask, image_token_id=model.config.image_token_id)
+    joint = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    joint["input_ids"] = torch.cat([batch["input_ids"], ids], 1)
+    joint["attention_mask"] = torch.cat([batch["attention_mask"], mask.long()], 1)
+    # without mm_token_type_ids the model cannot place the image in its 3-D (M-RoPE) positions
+    joint["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids)], 1)
+    with torch.no_grad():
+        logits = model(**joint).logits[:, batch["input_ids"].shape[1] - 1 : -1].float()  # [B, T, V]
+    logp = logits.log_softmax(-1)
+    want_logps = logp.gather(-1, ids[..., None]).squeeze(-1)
+    want_entropy = -(logp.exp() * logp).sum(-1)
+    torch.testing.assert_close(scores.logps[mask], want_logps[mask], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores.entropy[mask], want_entropy[mask], rtol=1e-4, atol=1e-4)
+
+
+def test_capture_does_not_change_logps(tiny, two_prompt_batch):
+    model, processor = tiny
+    batch, _, _ = two_prompt_batch
+    ids, mask = _completions(processor)
+    plain = score_rollouts(model, batch, ids, mask, image_token_id=model.config.image_token_id)
+    image_mask = batch["input_ids"] == model.config.image_token_id
+    captured = score_rollouts(
+        model,
+        batch,
+        ids,
+        mask,
+        image_token_id=model.config.image_token_id,
+        capture=AttentionCapture(model),
+        region_mask=image_mask,
+    )
+    torch.testing.assert_close(plain.logps, captured.logps)
+    # the region is the whole image: every valid token puts all of its visual attention on it
+    torch.testing.assert_close(captured.region_share[mask], torch.ones(int(mask.sum())))
+    visual = captured.attention.sum(-1)  # [B, T] share of all attention that goes to the image
+    assert ((visual > 0) & (visual <= 1 + 1e-6))[mask].all()
+
+
+def test_region_share_is_a_fraction(tiny, two_prompt_batch):
+    model, processor = tiny
+    batch, _, _ = two_prompt_batch
+    ids, mask = _completions(processor)
+    image_mask = batch["input_ids"] == model.config.image_token_id
+    first_half = image_mask & (image_mask.cumsum(1) <= image_mask.sum(1, keepdim=True) // 2)
+    scores = score_rollouts(
+        model,
+        batch,
+        ids,
+        mask,
+        image_token_id=model.config.image_token_id,
+        capture=AttentionCapture(model),
+        region_mask=first_half,
+    )
+    share = scores.region_share[mask]
+    assert ((share > 0) & (share < 1)).all()
+    assert scores.region_keys.sum(1).tolist() == (image_mask.sum(1) // 2).tolist()
+
+
+def test_completion_mask_stops_after_first_eos():
+    ids = torch.tensor([[5, 6, 2, 7, 2], [5, 5, 5, 5, 5], [2, 9, 9, 9, 9]])
+    assert completion_mask(ids, 2).int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+    assert completion_mask(ids, [6, 2]).int().tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+
+
+def test_generate_pads_after_eos(tiny, two_prompt_batch):
+    model, processor = tiny
+    batch, _, _ = two_prompt_batch
+    torch.manual_seed(0)
+    eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids, mask = generate_completions(
+        model, batch, max_new_tokens=6, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id
+    )
+    assert ids.shape[0] == 2 and ids.shape[1] <= 6
+    assert (ids[~mask] == processor.tokenizer.pad_token_id).all()

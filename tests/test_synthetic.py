@@ -1,0 +1,323 @@
+"""Tests of the synthetic region-grounded data: determinism, geometry, answers, dataset I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from sayo.data.schema import AnswerType
+from sayo.data.synthetic import (
+    SyntheticConfig,
+    encode_png,
+    generate,
+    generate_sample,
+    load_manifest,
+    task_schedule,
+    write_dataset,
+)
+from sayo.data.synthetic import dataset as dataset_module
+from sayo.data.synthetic.bars import BAR_COLOUR, GRID_COLOUR
+from sayo.data.synthetic.canvas import PALETTE
+from sayo.data.synthetic.shapes import scene_attributes
+
+ALL_TASKS = {"shapes": 1.0, "bars": 1.0, "choice": 1.0}
+
+
+def _pixels(image: Image.Image, bbox: tuple[float, ...]) -> np.ndarray:
+    x1, y1, x2, y2 = (int(v) for v in bbox)
+    return np.asarray(image, dtype=np.int64)[y1:y2, x1:x2]  # [h, w, 3]
+
+
+def _dominant_palette_colour(pixels: np.ndarray) -> tuple[str, float]:
+    """Nearest of palette ∪ {black, white, grey} per pixel; the most common palette colour and its share."""
+    names = [*PALETTE, "black", "white", "grey"]
+    refs = np.array([*PALETTE.values(), (0, 0, 0), (255, 255, 255), (230, 230, 230)])  # [K, 3]
+    nearest = np.argmin(((pixels[..., None, :] - refs) ** 2).sum(-1), axis=-1)  # [h, w]
+    counts = Counter(names[k] for k in nearest.ravel() if names[k] in PALETTE)
+    name, count = counts.most_common(1)[0]
+    return name, count / nearest.size
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"num_samples": 0}, "num_samples"),  # nothing to generate
+        ({"num_samples": True}, "num_samples"),  # bools are not counts
+        ({"image_size": (16, 224)}, "image_size"),  # side below the minimum
+        ({"image_size": (224,)}, "image_size"),  # not a pair
+        ({"image_size": (224.0, 224)}, "image_size"),  # sides must be integers
+        ({"num_distractors": -1}, "num_distractors"),
+        ({"num_distractors": 9}, "num_distractors"),  # above the maximum
+        ({"difficulty": "extreme"}, "difficulty"),
+        ({"tasks": {"lines": 1.0}}, "tasks"),  # unknown task
+        ({"tasks": {"shapes": -1.0}}, "tasks"),  # negative weight
+        ({"tasks": {"shapes": 0.0}}, "tasks"),  # all weights zero
+        ({"tasks": {"shapes": float("nan")}}, "tasks"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=rf"SyntheticConfig\.{field} "):
+        SyntheticConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_accepts_yaml_style_lists() -> None:
+    assert SyntheticConfig(image_size=[320, 96]).image_size == (320, 96)  # type: ignore[arg-type]
+
+
+def test_unknown_task_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lines"):
+        generate_sample("lines", 0, SyntheticConfig())
+
+
+def test_schedule_follows_weights() -> None:
+    config = SyntheticConfig(num_samples=7, tasks={"shapes": 1.0, "bars": 0.5, "choice": 0.25})
+    assert Counter(task_schedule(config)) == {"shapes": 4, "bars": 2, "choice": 1}
+    only_bars = SyntheticConfig(num_samples=5, tasks={"shapes": 0.0, "bars": 1.0})
+    assert set(task_schedule(only_bars)) == {"bars"}
+
+
+# --- determinism and identity -------------------------------------------------------------
+
+
+def _dump(config: SyntheticConfig) -> list[tuple[str, bytes]]:
+    return [(sample.model_dump_json(), encode_png(image)) for sample, image in generate(config)]
+
+
+def test_same_seed_gives_identical_bytes_and_samples() -> None:
+    config = SyntheticConfig(num_samples=12, tasks=ALL_TASKS, difficulty="hard", seed=3)
+    assert _dump(config) == _dump(SyntheticConfig(**vars(config)))
+
+
+def test_different_seed_gives_different_data() -> None:
+    first = _dump(SyntheticConfig(num_samples=6, tasks=ALL_TASKS, seed=0))
+    second = _dump(SyntheticConfig(num_samples=6, tasks=ALL_TASKS, seed=1))
+    assert {png for _, png in first}.isdisjoint({png for _, png in second})
+
+
+def test_generate_sample_is_order_independent() -> None:
+    config = SyntheticConfig(num_samples=9, tasks=ALL_TASKS)
+    for index, (sample, image) in reversed(list(enumerate(generate(config)))):
+        again, again_image = generate_sample(sample.category, index, config)
+        assert again == sample and encode_png(again_image) == encode_png(image)
+
+
+def test_ids_unique_and_fields_filled() -> None:
+    config = SyntheticConfig(num_samples=40, tasks=ALL_TASKS, image_size=(160, 96), seed=7)
+    samples = [(sample, image) for sample, image in generate(config)]
+    assert len({sample.id for sample, _ in samples}) == 40
+    for sample, image in samples:
+        sha = hashlib.sha256(encode_png(image)).hexdigest()
+        assert sample.image == f"images/{sha}.png"
+        assert sample.id.startswith(f"synth-{sample.category}-7-")
+        assert (sample.source, sample.image_size, image.size) == ("synthetic", (160, 96), (160, 96))
+        assert len(sample.regions) == 1
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    width=st.integers(32, 480),
+    height=st.integers(32, 480),
+    task=st.sampled_from(["shapes", "bars", "choice"]),
+    difficulty=st.sampled_from(["easy", "medium", "hard"]),
+    distractors=st.integers(0, 8),
+    index=st.integers(0, 10_000),
+)
+def test_boxes_inside_and_non_empty(
+    width: int, height: int, task: str, difficulty: str, distractors: int, index: int
+) -> None:
+    config = SyntheticConfig(image_size=(width, height), difficulty=difficulty, num_distractors=distractors)
+    sample, image = generate_sample(task, index, config)
+    assert image.size == (width, height) and image.mode == "RGB"
+    for region in sample.regions:
+        x1, y1, x2, y2 = region.bbox
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+
+
+@pytest.mark.parametrize("task", ["shapes", "bars"])
+@pytest.mark.parametrize("size", [(224, 224), (300, 120), (90, 260)])
+def test_boxes_are_tight(task: str, size: tuple[int, int]) -> None:
+    # Easy pictures are noise-free: every edge row/column of the box holds target ink (the shape's
+    # colour; for bars anything but background and gridlines: bar, letter, value).
+    config = SyntheticConfig(image_size=size, tasks={task: 1.0})
+    for index in range(12):
+        sample, image = generate_sample(task, index, config)
+        pixels = _pixels(image, sample.regions[0].bbox)
+        if task == "shapes":
+            ink = (pixels == np.array(PALETTE[sample.regions[0].label.split()[0]])).all(-1)  # [h, w]
+        else:
+            ink = (pixels != 255).any(-1) & (pixels != np.array(GRID_COLOUR)).any(-1)  # [h, w]
+            ink[(pixels == 0).all(-1).all(-1)] = False  # the x-axis row crosses every column
+        assert ink[0].any() and ink[-1].any() and ink[:, 0].any() and ink[:, -1].any(), sample.id
+
+
+# --- answers match the pictures -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_box_holds_the_named_colour(difficulty: str) -> None:
+    config = SyntheticConfig(difficulty=difficulty, num_distractors=5, image_size=(256, 192))
+    for index in range(30):
+        sample, image = generate_sample("choice" if index % 3 == 0 else "shapes", index, config)
+        colour, share = _dominant_palette_colour(_pixels(image, sample.regions[0].bbox))
+        if sample.answer_type is AnswerType.CHOICE:
+            assert sample.choices is not None
+            assert sample.choices["ABCD".index(sample.answer)] == colour, sample
+        elif sample.answer in PALETTE:  # "What colour is the <kind>?"
+            assert sample.answer == colour, sample
+        else:  # "What digit is inside the <colour> <kind>?"
+            assert f"the {colour} " in sample.question, sample
+        assert share > 0.3, (sample.id, share)
+
+
+# Fraction of non-white pixels in the box of each kind (digits included), easy difficulty.
+FILL_BOUNDS = {"square": (0.9, 1.0), "circle": (0.7, 0.83), "triangle": (0.45, 0.6)}
+
+
+def test_box_holds_the_named_kind() -> None:
+    config = SyntheticConfig(image_size=(240, 180), num_distractors=4)
+    for index in range(30):
+        sample, image = generate_sample("shapes", index, config)
+        kind = sample.regions[0].label.split()[1]
+        assert kind in sample.question
+        fill = float((_pixels(image, sample.regions[0].bbox) != 255).any(-1).mean())
+        low, high = FILL_BOUNDS[kind]
+        assert low <= fill <= high, (sample.id, kind, fill)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (400, 160), (128, 300)])
+def test_bar_height_matches_answer(size: tuple[int, int]) -> None:
+    # Read the axis length (value 0..10) and the bar's height off the image, independently.
+    config = SyntheticConfig(image_size=size, tasks={"bars": 1.0}, num_distractors=4)
+    for index in range(8):
+        sample, image = generate_sample("bars", index, config)
+        pixels = np.asarray(image, dtype=np.int64)  # [H, W, 3]
+        black = (pixels == 0).all(-1)  # [H, W]
+        axis_col = int(np.argmax(black.sum(0)))
+        axis_length = int(black[:, axis_col].sum()) - 1  # the x-axis row is counted once
+        x1, _, x2, _ = (int(v) for v in sample.regions[0].bbox)
+        bar = (pixels[:, x1:x2] == np.array(BAR_COLOUR)).all(-1)  # [H, w]
+        height = int(bar.sum(0).max())
+        expected = float(sample.answer) / 10 * axis_length
+        assert abs(height - expected) <= 1.0, (sample.id, height, expected)
+
+
+# --- questions identify one target --------------------------------------------------------
+
+
+@pytest.mark.parametrize("confusable", [False, True])
+@pytest.mark.parametrize("question", ["digit", "colour"])
+def test_question_names_exactly_one_shape(question: str, confusable: bool) -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        target, *others = scene_attributes(rng, question, int(rng.integers(0, 9)), confusable)
+        if question == "digit":
+            assert all((s.kind, s.colour) != (target.kind, target.colour) for s in others)
+            if confusable:
+                assert all(s.kind == target.kind or s.colour == target.colour for s in others)
+        else:
+            assert all(s.kind != target.kind for s in others)
+
+
+def test_choice_order_fixed_when_easy_shuffled_when_hard() -> None:
+    easy = [generate_sample("choice", i, SyntheticConfig()) for i in range(10)]
+    hard = [generate_sample("choice", i, SyntheticConfig(difficulty="hard")) for i in range(10)]
+    assert all(s.choices == list(PALETTE) for s, _ in easy)
+    assert len({tuple(s.choices or []) for s, _ in hard}) > 1
+    assert all(s.answer in "ABCD" and sorted(s.choices or []) == sorted(PALETTE) for s, _ in easy + hard)
+
+
+# --- dataset directory --------------------------------------------------------------------
+
+
+def test_write_and_load_round_trip(tmp_path: Path) -> None:
+    config = SyntheticConfig(num_samples=10, tasks=ALL_TASKS, image_size=(96, 64))
+    manifest = write_dataset(config, tmp_path / "data")
+    assert manifest == tmp_path / "data" / "manifest.jsonl"
+    loaded = load_manifest(manifest)
+    generated = list(generate(config))
+    assert loaded == [sample for sample, _ in generated]
+    for sample, image in generated:
+        stored = (tmp_path / "data" / sample.image).read_bytes()
+        assert stored == encode_png(image)
+        assert Path(sample.image).stem == hashlib.sha256(stored).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no staging left behind
+
+
+def test_identical_images_are_stored_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = SyntheticConfig(num_samples=3)
+    sample, image = generate_sample("shapes", 0, config)
+    copies = [(sample.model_copy(update={"id": f"copy-{i}"}), image) for i in range(3)]
+    monkeypatch.setattr(dataset_module, "generate", lambda _config: iter(copies))
+    manifest = write_dataset(config, tmp_path / "data")
+    assert len(load_manifest(manifest)) == 3
+    assert len(list((tmp_path / "data" / "images").iterdir())) == 1
+
+
+def test_failed_write_keeps_previous_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "data"
+    write_dataset(SyntheticConfig(num_samples=4, seed=1), out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    real_encode = dataset_module.encode_png
+
+    def failing_encode(image: Image.Image) -> bytes:
+        calls["n"] += 1
+        if calls["n"] > 6:  # fails midway through writing the images
+            raise OSError("disk full")
+        return real_encode(image)
+
+    monkeypatch.setattr(dataset_module, "encode_png", failing_encode)
+    with pytest.raises(OSError, match="disk full"):
+        write_dataset(SyntheticConfig(num_samples=8, seed=2), out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_successful_write_replaces_previous_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    write_dataset(SyntheticConfig(num_samples=4, seed=1), out)
+    write_dataset(SyntheticConfig(num_samples=2, seed=2), out)
+    assert [s.id.split("-")[2] for s in load_manifest(out / "manifest.jsonl")] == ["2", "2"]
+    assert len(list((out / "images").iterdir())) == 2  # old images are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def _row(**changes: object) -> str:
+    row = {"id": "a", "image": "images/x.png", "question": "q?", "answer": "1", "image_size": [10, 10]}
+    row.update(changes)
+    return json.dumps(row)
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "expected"),
+    [
+        (_row(regions=[{"bbox": [5, 5, 1, 1]}]), "field 'regions.0.bbox'"),  # inverted box
+        (_row(answer=""), "field 'answer'"),  # empty answer
+        (_row(regions=[{"bbox": [0, 0, 20, 20]}]), "regions[0].bbox"),  # outside the image
+        (_row(colour="red"), "field 'colour'"),  # unknown field
+        (_row(id="first"), "field 'id': duplicate"),  # duplicate id
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_load_manifest_errors_name_file_line_field(tmp_path: Path, bad_row: str, expected: str) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("\n".join([_row(id="first"), "", _row(id="second"), bad_row]) + "\n")
+    with pytest.raises(ValueError, match=r"manifest\.jsonl, line 4") as error:
+        load_manifest(path)
+    assert expected in str(error.value)
