@@ -142,11 +142,18 @@ def variant_fn(variant: str, model, prompts, ids, mask):
     attention_mask = torch.cat([prompts["attention_mask"], mask.long()], 1)
 
     def sayo():
+        start = time.perf_counter()
         with capture.record(query_index, key_index, attention_mask) as request:
             out = completion_logits(model, prompts, ids, mask)
-        return out, capture.result(request)
+        result = capture.result(request)
+        _sync(ids.device.type)
+        HOOK_SHARE.append(request.seconds / (time.perf_counter() - start))
+        return out, result
 
     return sayo
+
+
+HOOK_SHARE: list[float] = []  # per sayo forward: time inside the capture hooks / forward time (CPU)
 
 
 def _sync(device: str) -> None:
@@ -175,6 +182,8 @@ def time_variants(shape: Shape, device: str, repeats: int) -> dict[str, float | 
                 _sync(device)
                 times[name].append(time.perf_counter() - start)
     medians = {k: statistics.median(v) for k, v in times.items()}
+    medians["hook_share"] = statistics.median(HOOK_SHARE[1:])  # skip the warm-up
+    HOOK_SHARE.clear()
     return {**medians, "seq_len": prompts["input_ids"].shape[1] + ids.shape[1]}
 
 
@@ -251,6 +260,8 @@ def report(shape: Shape, device: str, repeats: int) -> dict:
         "time_sayo_s": times["sayo"],
         "time_eager_s": times["eager"],
         "sayo_time_overhead": times["sayo"] / times["plain"] - 1,
+        # robust to machine noise: measured inside the same forward (CPU only; GPU kernels are async)
+        "sayo_hook_share": times["hook_share"] if device == "cpu" else None,
         "eager_time_overhead": times["eager"] / times["plain"] - 1,
         "peak_plain_mb": memory["plain"] / 2**20,
         "peak_sayo_mb": memory["sayo"] / 2**20,
@@ -295,6 +306,10 @@ def main() -> None:
             f"({r['sayo_time_overhead']:+.1%}) | eager+output_attentions {r['time_eager_s']:.3f}s "
             f"({r['eager_time_overhead']:+.1%})"
         )
+        if r["sayo_hook_share"] is not None:
+            print(
+                f"capture share  {r['sayo_hook_share']:.1%} of the sayo forward is spent inside the capture hooks"
+            )
         print(
             f"peak memory    plain {r['peak_plain_mb']:.0f} MiB | sayo {r['peak_sayo_mb']:.0f} MiB | "
             f"eager {r['peak_eager_mb']:.0f} MiB"

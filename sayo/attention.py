@@ -16,6 +16,7 @@ softmax renormalised over image keys. [ours] Layer reduction is the mean; head r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class CaptureRequest:
     chunks: list[_Chunk]
     layers_seen: list[int] = field(default_factory=list)
     total: Tensor | None = None  # [B, Q, K] running sum over layers
+    seconds: float = 0.0  # wall time spent inside the capture hooks (exact on CPU; launch time on GPU)
 
 
 def _chunks(query_index: Tensor, attention_mask: Tensor, size: int) -> list[_Chunk]:
@@ -208,10 +210,12 @@ class AttentionCapture:
             return hook
 
         def compute(module: nn.Module, _args: tuple, _output: Any) -> None:
+            start = time.perf_counter()
             cos, sin = stash.pop("rope")
             probs = self._layer(module, stash.pop("q"), stash.pop("k"), cos, sin, request)
             request.total = probs if request.total is None else request.total + probs
             request.layers_seen.append(layer_idx)
+            request.seconds += time.perf_counter() - start
 
         return [
             attn.register_forward_pre_hook(keep_rope, with_kwargs=True),
@@ -259,15 +263,14 @@ class AttentionCapture:
         q = queries.gather(1, at[..., None].expand(-1, -1, *queries.shape[2:]))  # [B, q, H, d]
         q_cos = cos.gather(1, at.expand(-1, -1, cos.shape[-1]))  # [B, q, d]
         q_sin = sin.gather(1, at.expand(-1, -1, sin.shape[-1]))  # [B, q, d]
-        q = _rope(q.transpose(1, 2), q_cos, q_sin).float()  # [B, H, q, d]
+        q = _rope(q.transpose(1, 2), q_cos, q_sin).float() * scaling  # [B, H, q, d], scaled: q·k/√d
         q = q.view(bsz, n_kv, -1, nq, head_dim)  # [B, Hkv, rep, q, d]: head h uses kv head h // rep
-        logits = (
-            torch.einsum("bgrqd,bgsd->bgrqs", q, keys).mul_(scaling).add_(chunk.bias)
-        )  # [B, Hkv, rep, q, S]
-        log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)  # [B, Hkv, rep, q, 1]
+        # Few passes over the [·, q, S] block: matmul, in-place mask, one fused softmax, then a gather.
+        logits = torch.einsum("bgrqd,bgsd->bgrqs", q, keys).add_(chunk.bias)  # [B, Hkv, rep, q, S]
+        weights = torch.softmax(logits, dim=-1)  # [B, Hkv, rep, q, S]
         k_gather = kidx[:, None, None, None, :].expand(
-            -1, n_kv, logits.shape[2], nq, -1
+            -1, n_kv, weights.shape[2], nq, -1
         )  # [B, Hkv, rep, q, K]
-        probs = (logits.gather(-1, k_gather) - log_norm).exp()  # [B, Hkv, rep, q, K]
+        probs = weights.gather(-1, k_gather)  # [B, Hkv, rep, q, K]
         probs = probs.nan_to_num(0.0).flatten(1, 2)  # [B, H, q, K]; a query that sees no key has no attention
         return probs.mean(dim=1) if self.head_reduce == "mean" else probs.amax(dim=1)  # [B, q, K]
