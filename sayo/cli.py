@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from sayo.train.cli import register as register_training_commands
+
 app = typer.Typer(
     help="sayo: teach multimodal LLMs to look at the right part of the image.",
     no_args_is_help=True,
@@ -72,6 +74,45 @@ def data_synth(
         difficulty=difficulty,
     )
     typer.echo(f"wrote {write_dataset(config, out)}")
+
+
+@data_app.command("build")
+def data_build(
+    config: Annotated[
+        Path, typer.Option(help="data config YAML (or params.yaml: its `data:` section)")
+    ] = Path("configs/data/tiny.yaml"),
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value overrides, e.g. synthetic.num_samples=64 output=data/x"),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="write invalid inputs to rejected.jsonl and go on (default: fail)")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="show import progress bars")] = True,
+) -> None:
+    """Import, validate, mix and split the configured sources into a versioned dataset directory.
+
+    Exits with code 2 and lists the problems (file, line, field) if any input is invalid.
+    """
+    from sayo.data.build import build
+    from sayo.data.config import load_config
+    from sayo.data.validate import DataValidationError
+
+    data_config = load_config(config, overrides or [])
+    try:
+        result = build(data_config, skip_invalid=skip_invalid, progress=progress)
+    except DataValidationError as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        if not skip_invalid:
+            typer.secho("(nothing was written; --skip-invalid drops these inputs instead)", err=True)
+        raise typer.Exit(2) from error
+    splits = ", ".join(f"{name} {count}" for name, count in result.splits.items())
+    typer.echo(f"wrote {result.num_samples} samples ({splits}) to {result.output} in {result.seconds:.1f} s")
+    if result.rejected:
+        typer.echo(f"skipped {len(result.rejected)} invalid input(s): see {result.output / 'rejected.jsonl'}")
+
+
+register_training_commands(app)
 
 
 def main() -> None:

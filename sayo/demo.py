@@ -35,8 +35,8 @@ from sayo.rewards import (
     region_attention_reward,
     select_high_entropy_tokens,
 )
-from sayo.rollout import decode_completions, encode_completions, generate_completions
-from sayo.scoring import score_rollouts
+from sayo.rollout import decode_completions, encode_completions, generate_completions, stop_and_suppress
+from sayo.scoring import attention_map, score_rollouts
 from sayo.viz import heatmap_grid, save_png
 
 KINDS = ("reference", "wrong", "unformatted", "sampled")
@@ -93,11 +93,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
     pairs = list(generate(SyntheticConfig(num_samples=config.num_samples, seed=config.seed)))
     samples, images = [p[0] for p in pairs], [p[1] for p in pairs]
     tokenizer = processor.tokenizer
-    eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
     with console.status("sampling one completion per prompt"):
         single = build_prompt_batch(processor, samples, images)
         ids, mask = generate_completions(
-            model, single, max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad
+            model, single, max_new_tokens=config.max_new_tokens, **stop_and_suppress(tokenizer, model)
         )
     texts = _completions(samples, decode_completions(tokenizer, ids, mask))
     prompts = build_prompt_batch(processor, samples, images, repeat=group)
@@ -189,11 +188,7 @@ def _write(
     panels = []
     for i, (sample, image) in enumerate(zip(samples, images, strict=True)):
         row = i * group  # the reference completion of this group
-        keys = scores.image_keys[row]  # [K]
-        weights = selected[row].float()  # [T]
-        per_key = (scores.attention[row] * weights[:, None]).sum(0) / weights.sum().clamp(min=1)  # [K]
-        grid = token_grid_shape(prompts["image_grid_thw"][row])
-        heat = per_key[keys].reshape(grid).numpy()
+        heat = attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).numpy()
         share = records[row]["region_attention"]
         panels.append(
             (image, heat, [r.bbox for r in sample.regions], f"{sample.question[:40]}  r_attn={share:.2f}")

@@ -21,6 +21,30 @@ def completion_mask(completion_ids: Tensor, eos_token_id: int | Sequence[int]) -
     return ~after_eos
 
 
+def suppressed_token_ids(tokenizer: Any, vocab_size: int, keep: Sequence[int] = ()) -> list[int]:
+    """Ids a completion must never contain: special tokens (image/video placeholders, chat markers,
+    padding) other than `keep` (the EOS), and embedding rows past the tokenizer's vocabulary.
+
+    A sampled `<|image_pad|>` would make the next forward expect one more image feature than the
+    image has, so these are removed from the sampling distribution, not filtered afterwards.
+    """
+    special = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
+    special |= {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    extra = range(len(tokenizer), vocab_size)
+    return sorted((special - set(keep)) | set(extra))
+
+
+def stop_and_suppress(tokenizer: Any, model: Any, eos_token: str = "<|im_end|>") -> dict[str, Any]:
+    """`eos_token_id`, `pad_token_id` and `suppress_token_ids` for `generate_completions`."""
+    eos = tokenizer.convert_tokens_to_ids(eos_token)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    return {
+        "eos_token_id": eos,
+        "pad_token_id": tokenizer.pad_token_id,
+        "suppress_token_ids": suppressed_token_ids(tokenizer, vocab, keep=[eos]),
+    }
+
+
 @torch.no_grad()
 def generate_completions(
     model: Any,
@@ -32,8 +56,12 @@ def generate_completions(
     temperature: float = 1.0,
     top_p: float = 1.0,
     do_sample: bool = True,
+    suppress_token_ids: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Sample one completion per prompt row. Returns `(completion_ids, completion_mask)`, [B, T]."""
+    """Sample one completion per prompt row. Returns `(completion_ids, completion_mask)`, [B, T].
+
+    `suppress_token_ids` (see `suppressed_token_ids`) can never be generated.
+    """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
     sampling: dict[str, Any] = {"do_sample": do_sample}
@@ -45,6 +73,7 @@ def generate_completions(
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
         use_cache=True,
+        suppress_tokens=list(suppress_token_ids) if suppress_token_ids else None,
         **sampling,
     )
     completion_ids = out[:, prompt_inputs["input_ids"].shape[1] :]  # [B, T]

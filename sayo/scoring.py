@@ -122,3 +122,19 @@ def score_rollouts(
         region_keys=region_keys,
         region_share=share,
     )
+
+
+def attention_map(scores: RolloutScores, selected: Tensor, row: int, grid_shape: tuple[int, int]) -> Tensor:
+    """Mean attention of a row's selected tokens over its image, as the [rows, cols] token grid.
+
+    Args:
+        scores: a captured `RolloutScores` (one image per prompt).
+        selected: [B, T] tokens to average (e.g. the high-entropy selection).
+        row: the rollout.
+        grid_shape: merged token grid of the row's image (`sayo.regions.token_grid_shape`).
+    """
+    if scores.attention is None or scores.image_keys is None:
+        raise ValueError("attention_map needs scores computed with an AttentionCapture")
+    weights = selected[row].float()  # [T]
+    per_key = (scores.attention[row] * weights[:, None]).sum(0) / weights.sum().clamp(min=1)  # [K]
+    return per_key[scores.image_keys[row]].reshape(grid_shape)  # [rows, cols]

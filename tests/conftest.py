@@ -38,3 +38,7 @@ def two_prompt_batch(tiny):
     images = [Image.new("RGB", (300, 200), "red"), Image.new("RGB", (112, 140), "blue")]
     processor.tokenizer.padding_side = "left"
     return processor(text=texts, images=images, padding=True, return_tensors="pt"), images, texts
+
+
+# A real MLflow server for tests/test_tracking_runs.py (kept in its own module).
+from mlflow_fixtures import mlflow_server  # noqa: E402, F401

@@ -1,0 +1,165 @@
+"""The `data` stage: sources → validated, mixed, split, content-addressed dataset directory.
+
+Why this order: every source is imported and validated in full before anything is kept, so a
+build fails with *all* its problems listed (or, with `skip_invalid`, records them in
+`rejected.jsonl`); mixing and splitting are hashes of (seed, source, id), so they are
+deterministic and adding samples never moves existing ones between splits. The directory is
+written next to its destination and renamed into place at the very end: an interrupted or failed
+build leaves the previous dataset untouched (architecture.md, "The stages").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from sayo.data import layout
+from sayo.data.card import dataset_card, pick_preview, preview_grid
+from sayo.data.config import SPLIT_NAMES, DataConfig, SplitConfig
+from sayo.data.importers import import_source
+from sayo.data.schema import Sample
+from sayo.data.stats import compute_stats
+from sayo.data.synthetic.dataset import _swap_into_place
+from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
+from sayo.viz import save_png
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: where, how many samples per split, how many problems were skipped."""
+
+    output: Path
+    num_samples: int
+    splits: dict[str, int]
+    rejected: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Collected:
+    samples: list[Sample] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # id -> "file:line" of its first occurrence
+
+
+def unit_hash(*parts: object) -> float:
+    """A uniform number in [0, 1) from the sha256 of `parts` (deterministic across runs and machines)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def copies(weight: float, seed: int, source: str, sample_id: str) -> int:
+    """How many times a sample enters the mix: floor(w), plus one with probability frac(w)."""
+    whole = math.floor(weight)
+    return whole + int(unit_hash("mix", seed, source, sample_id) < weight - whole)
+
+
+def assign_split(group: str, seed: int, splits: SplitConfig) -> str:
+    """The split of a sample, from a hash of its group key (its id unless the importer set one)."""
+    u = unit_hash("split", seed, group)
+    if u < splits.train:
+        return "train"
+    return "val" if u < splits.train + splits.val else "test"
+
+
+def _accept(candidate: Candidate, weight: float, config: DataConfig, into: _Collected, staging: Path) -> None:
+    checked = check_candidate(candidate)
+    if isinstance(checked, list):
+        into.problems.extend(checked)
+        return
+    sample, image = checked
+    where = f"{candidate.file}:{candidate.line}"
+    if sample.id in into.seen:
+        message = f"duplicate id {sample.id!r} (first at {into.seen[sample.id]})"
+        into.problems.append(Problem(candidate.file, candidate.line, "id", message))
+        return
+    into.seen[sample.id] = where
+    n = copies(weight, config.seed, sample.source, sample.id)
+    if n and not (staging / image.relpath).exists():  # content-addressed: identical bytes stored once
+        (staging / image.relpath).write_bytes(image.data)
+    for k in range(n):
+        into.samples.append(sample if k == 0 else sample.model_copy(update={"id": f"{sample.id}~r{k}"}))
+        into.groups.append(candidate.group or sample.id)
+
+
+def _collect(config: DataConfig, staging: Path, progress: bool) -> _Collected:
+    collected = _Collected()
+    (staging / "images").mkdir()
+    for source in config.sources:
+        items = import_source(source, config)
+        for item in tqdm(items, desc=f"import {source.label}", unit=" samples", disable=not progress):
+            if isinstance(item, Problem):
+                collected.problems.append(item)
+            else:
+                _accept(item, source.weight, config, collected, staging)
+    return collected
+
+
+def _write_jsonl(path: Path, rows: Iterable[str]) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        for row in rows:
+            stream.write(row + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _write_outputs(
+    staging: Path, config: DataConfig, collected: _Collected, splits: list[str]
+) -> dict[str, Any]:
+    lines = [sample.model_dump_json() for sample in collected.samples]
+    _write_jsonl(staging / layout.MANIFEST, lines)
+    for name in SPLIT_NAMES:
+        chosen = (line for line, split in zip(lines, splits, strict=True) if split == name)
+        _write_jsonl(staging / layout.split_file(name), chosen)
+    _write_jsonl(staging / layout.REJECTED, (json.dumps(p.to_dict()) for p in collected.problems))
+    stats = compute_stats(collected.samples, splits, rejected=len(collected.problems))
+    (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    (staging / layout.CARD).write_text(dataset_card(config, stats), encoding="utf-8")
+    save_png(
+        preview_grid(pick_preview(collected.samples, config.preview_samples), staging),
+        staging / layout.PREVIEW,
+    )
+    return stats
+
+
+def build(config: DataConfig, skip_invalid: bool = False, progress: bool = True) -> BuildResult:
+    """Build the dataset of `config` at `config.output`, replacing any previous one atomically.
+
+    Raises:
+        DataValidationError: some input is invalid and `skip_invalid` is False (nothing is written),
+            or no valid sample is left.
+    """
+    start = time.perf_counter()
+    out = Path(config.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        collected = _collect(config, staging, progress)
+        if collected.problems and not skip_invalid:
+            raise DataValidationError(collected.problems, shown=config.max_problems)
+        if not collected.samples:
+            raise DataValidationError([Problem("<config>", 0, "sources", "no valid sample in any source")])
+        splits = [assign_split(group, config.seed, config.splits) for group in collected.groups]
+        stats = _write_outputs(staging, config, collected, splits)
+        os.chmod(staging, 0o755)
+        _swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    log.info("built %d samples into %s in %.1f s", stats["num_samples"], out, seconds)
+    return BuildResult(out, stats["num_samples"], stats["per_split"], collected.problems, seconds)

@@ -1,0 +1,301 @@
+"""Checkpoints that resume a run exactly, and a final policy directory that loads like any model.
+
+Why this shape (architecture.md, "Training"): a step checkpoint is an HF `save_pretrained`
+directory plus everything else a resumed run needs to take the very same next step — optimizer
+and scheduler state, every RNG (python, numpy, torch CPU and CUDA) and the trainer's own state
+(step, samples seen, data position). Restoring all of it makes a resumed run bit-identical to an
+uninterrupted one, which `tests/test_checkpoint.py` checks.
+
+Atomicity: each directory is built under a hidden temporary name beside its target, flushed to
+disk, given a `COMPLETE` marker last, and only then renamed into place (`os.replace`, atomic on
+POSIX). A crash mid-save leaves the earlier checkpoints and no visible half-written `step-*`;
+`latest_checkpoint` also trusts only directories holding the marker.
+
+Departures from "load the safetensors strictly": transformers 5 saves weights under the
+checkpoint's original key names (it reverts its load-time renamings, e.g. Qwen2.5-VL's
+`model.language_model.*` → `model.*`), so full weights are read back through `from_pretrained`
+(which applies the renamings), checked for missing/unexpected keys, and then copied strictly into
+the live model. LoRA models save and load only their adapters, through peft.
+
+DeepSpeed: `engine_save`/`engine_load` hooks let the engine write its own (sharded) optimizer and
+scheduler state into the checkpoint directory instead of `optimizer.pt`/`scheduler.pt`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sayo.config import save_config
+
+COMPLETE = "COMPLETE"
+FINAL = "final"
+_STEP_RE = re.compile(r"^step-(\d{8,})$")
+
+EngineHook = Callable[[Path], None]
+
+
+def step_dir(stage_dir: Path, step: int) -> Path:
+    """The directory of the checkpoint of `step`: `<stage_dir>/step-00000042`."""
+    return Path(stage_dir) / f"step-{step:08d}"
+
+
+def save_checkpoint(
+    stage_dir: Path,
+    step: int,
+    *,
+    model: Any,
+    processor: Any,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any | None,
+    trainer_state: dict[str, Any],
+    config: Any,
+    keep_last: int,
+    engine_save: EngineHook | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> Path:
+    """Write `<stage_dir>/step-<step:08d>/` atomically, then prune older step checkpoints.
+
+    Args:
+        model: an HF model, or a peft `PeftModel` (then only its adapters are saved).
+        optimizer, scheduler: saved to `optimizer.pt`/`scheduler.pt` (None skips the file).
+        trainer_state: step, samples seen, data position, last metrics — must be JSON-serialisable.
+        config: the resolved dataclass config, written as `config.yaml`.
+        keep_last: step checkpoints kept after this one is written (0 = keep all).
+        engine_save: DeepSpeed hook called with the (temporary) directory; replaces `optimizer.pt`.
+        generators: extra torch generators (e.g. a sampler's) whose states go into `rng.pt`.
+    Returns:
+        The checkpoint directory.
+    """
+    state_text = _json_text(trainer_state)
+    target = step_dir(stage_dir, step)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if engine_save is not None:
+            engine_save(tmp)
+        elif optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(generators), tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(state_text)
+        save_config(config, tmp / "config.yaml")
+
+    _write_atomically(target, fill)
+    _prune(Path(stage_dir), keep_last, keep=target)
+    return target
+
+
+def latest_checkpoint(stage_dir: Path) -> Path | None:
+    """The newest `step-*` directory that has the `COMPLETE` marker, or None."""
+    done = _complete_steps(Path(stage_dir))
+    return done[-1][1] if done else None
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    model: Any,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any | None,
+    engine_load: EngineHook | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and every RNG from a checkpoint; return trainer_state.
+
+    The model must have the checkpoint's architecture (and, for peft, the same adapters);
+    `engine_load` (DeepSpeed) replaces reading `optimizer.pt`.
+    """
+    path = Path(path)
+    if not (path / COMPLETE).exists():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE} marker)")
+    if hasattr(model, "peft_config"):
+        _load_adapters(model, path)
+    else:
+        _load_full_weights(model, path)
+    if engine_load is not None:
+        engine_load(path)
+    elif optimizer is not None:
+        optimizer.load_state_dict(_torch_load(path / "optimizer.pt"))
+    if scheduler is not None:
+        scheduler.load_state_dict(_torch_load(path / "scheduler.pt"))
+    _set_rng_state(_torch_load(path / "rng.pt"), generators)
+    state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
+    return state
+
+
+def save_final(stage_dir: Path, *, model: Any, processor: Any, config: Any) -> Path:
+    """Write `<stage_dir>/final/`: a plain HF directory for `sayo.models.load_policy`, atomically.
+
+    A peft model is merged into its base first, on a deep copy, so training can go on.
+    """
+    target = Path(stage_dir) / FINAL
+
+    def fill(tmp: Path) -> None:
+        plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "peft_config") else model
+        plain.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        save_config(config, tmp / "config.yaml")
+
+    return _write_atomically(target, fill)
+
+
+def _write_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Build `target` in a hidden temp dir beside it, mark it COMPLETE, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed earlier save
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        for file in (f for f in tmp.rglob("*") if f.is_file()):  # on disk before the marker says so
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+        (tmp / COMPLETE).write_text("")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old"
+    if target.exists():  # re-saving the same step (or final): swap, then drop the old one
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _complete_steps(stage_dir: Path) -> list[tuple[int, Path]]:
+    """`(step, dir)` of the complete step checkpoints, oldest first."""
+    if not stage_dir.is_dir():
+        return []
+    found = []
+    for child in stage_dir.iterdir():
+        match = _STEP_RE.match(child.name)
+        if match and child.is_dir() and (child / COMPLETE).exists():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def _prune(stage_dir: Path, keep_last: int, keep: Path) -> None:
+    """Delete complete step checkpoints older than the newest `keep_last` (never `keep`)."""
+    if keep_last <= 0:
+        return
+    done = _complete_steps(stage_dir)
+    for _, path in done[: max(len(done) - keep_last, 0)]:
+        if path != keep:
+            shutil.rmtree(path)
+
+
+def _json_text(state: Mapping[str, Any]) -> str:
+    """`state` as JSON, or a TypeError naming the first key path that is not serialisable."""
+    try:
+        return json.dumps(state, indent=2)
+    except (TypeError, ValueError) as err:
+        where = _first_bad_path(state, "trainer_state")
+        raise TypeError(
+            f"{where} is not JSON-serialisable ({err}); store plain numbers/strings/lists"
+        ) from err
+
+
+def _first_bad_path(value: Any, where: str) -> str:
+    """`where[key]...` of the first value JSON cannot hold, or "" if there is none."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return ""
+    if isinstance(value, Mapping):
+        bad_key = next((k for k in value if not isinstance(k, str | int | float | bool)), None)
+        if bad_key is not None:
+            return f"{where}[{bad_key!r}] (key type {type(bad_key).__name__})"
+        items = [(f"{where}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return f"{where} (a {type(value).__name__})"
+    return next((bad for path, v in items if (bad := _first_bad_path(v, path))), "")
+
+
+def _rng_state(generators: Mapping[str, torch.Generator] | None) -> dict[str, Any]:
+    """Every RNG state, in types that `torch.load(weights_only=True)` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {key: gen.get_state() for key, gen in (generators or {}).items()},
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        (np_state["name"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) != torch.cuda.device_count():
+            raise RuntimeError(
+                f"checkpoint has CUDA RNG states for {len(state['cuda'])} devices, "
+                f"this process sees {torch.cuda.device_count()}: resume with the same devices"
+            )
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for key, gen in (generators or {}).items():
+        if key not in state["generators"]:
+            raise KeyError(
+                f"generator {key!r} is not in the checkpoint (it has {sorted(state['generators'])})"
+            )
+        gen.set_state(state["generators"][key])
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint file {path} is missing")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_full_weights(model: Any, path: Path) -> None:
+    """Copy the checkpoint's weights into `model`, failing on any missing or unexpected key."""
+    param = next(model.parameters())
+    loaded, info = type(model).from_pretrained(path, dtype=param.dtype, output_loading_info=True)
+    problems = {
+        k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v
+    }
+    if problems:
+        raise RuntimeError(f"checkpoint {path} does not match the model: {problems}")
+    model.load_state_dict(loaded.state_dict(), strict=True)
+
+
+def _load_adapters(model: Any, path: Path) -> None:
+    """Load every adapter of a peft model (peft saves `default` at the root, others in subdirs)."""
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    for name in model.peft_config:
+        where = path if name == "default" else path / name
+        result = set_peft_model_state_dict(model, load_peft_weights(str(where)), adapter_name=name)
+        unexpected = getattr(result, "unexpected_keys", [])
+        missing = [k for k in getattr(result, "missing_keys", []) if f".{name}." in k]  # base weights aside
+        if unexpected or missing:
+            raise RuntimeError(
+                f"adapter {name!r} in {where} does not match the model: {unexpected or missing}"
+            )

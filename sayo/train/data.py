@@ -1,0 +1,95 @@
+"""What the trainers read: a dataset split with its images, and a resumable sampler.
+
+The sampler is a pure function of (seed, epoch, offset), so a checkpoint stores two integers and
+a resumed run draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sayo.data.layout import load_split
+from sayo.data.schema import Sample
+
+
+@dataclass
+class GroundedDataset:
+    """The samples of one split and their images (loaded lazily, kept in memory)."""
+
+    root: Path
+    samples: list[Sample]
+    _images: dict[str, Image.Image] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, root: str | Path, split: str | None, max_samples: int | None = None) -> GroundedDataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"dataset directory {root} does not exist (build it with `sayo data build`)"
+            )
+        samples = load_split(root, split)
+        if not samples:
+            raise ValueError(f"{root}: split {split!r} has no samples")
+        return cls(root, samples[:max_samples] if max_samples else samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def image(self, sample: Sample) -> Image.Image:
+        """The sample's image as RGB (path relative to the dataset root)."""
+        if sample.image not in self._images:
+            path = self.root / sample.image
+            try:
+                with Image.open(path) as img:
+                    self._images[sample.image] = img.convert("RGB")
+            except OSError as err:
+                raise OSError(f"{path}: cannot read the image of sample {sample.id!r}: {err}") from err
+        return self._images[sample.image]
+
+    def batch(self, indices: list[int]) -> tuple[list[Sample], list[Image.Image]]:
+        samples = [self.samples[i] for i in indices]
+        return samples, [self.image(s) for s in samples]
+
+
+@dataclass
+class EpochSampler:
+    """Shuffled epochs over `size` items; `next(k)` crosses epoch boundaries seamlessly."""
+
+    size: int
+    seed: int
+    epoch: int = 0
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"EpochSampler needs at least one item, got size={self.size}")
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+
+    def next(self, k: int) -> list[int]:
+        """The next `k` indices."""
+        out: list[int] = []
+        while len(out) < k:
+            order = self._order(self.epoch)
+            take = order[self.offset : self.offset + k - len(out)]
+            out.extend(int(i) for i in take)
+            self.offset += len(take)
+            if self.offset >= self.size:
+                self.epoch, self.offset = self.epoch + 1, 0
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset, "size": self.size, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["size"] != self.size or state["seed"] != self.seed:
+            raise ValueError(
+                f"checkpoint sampler was over {state['size']} items with seed {state['seed']}, "
+                f"this run has {self.size} items with seed {self.seed}: the dataset or seed changed"
+            )
+        self.epoch, self.offset = state["epoch"], state["offset"]

@@ -1,0 +1,96 @@
+"""Load the policy a stage trains: model (+ LoRA) + processor + optimisation engine, on its device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sayo.models import load_policy
+from sayo.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from sayo.train.config import OptimConfig, TrainConfig
+from sayo.train.engine import Engine, build_engine
+from sayo.train.lora import apply_lora
+from sayo.train.runtime import resolve_device
+
+
+@dataclass
+class TrainablePolicy:
+    """What a trainer holds: the engine (which owns the model), the processor and the device."""
+
+    engine: Engine
+    processor: Any
+    device: str
+
+    @property
+    def model(self) -> Any:
+        """The HF (or peft) model, for generation, hooks and saving."""
+        return self.engine.unwrap()
+
+
+def load_trainable_policy(
+    cfg: TrainConfig,
+    optim: OptimConfig,
+    max_steps: int,
+    micro_batch_size: int,
+    grad_accum: int,
+    start_from: str | None = None,
+) -> TrainablePolicy:
+    """Load `start_from` (default `cfg.model.name_or_path`), add LoRA adapters if enabled, and wrap
+    it in a plain or DeepSpeed engine."""
+    device = resolve_device(cfg.device)
+    model: Any
+    model, processor = load_policy(
+        start_from or cfg.model.name_or_path,
+        dtype=cfg.model.dtype,
+        device=device,
+        attn_implementation=cfg.model.attn_implementation,
+    )
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.model.lora.enabled:
+        model = apply_lora(model, cfg.model.lora)
+    model.train()
+    engine = build_engine(
+        model,
+        optim,
+        max_steps,
+        deepspeed_config=cfg.deepspeed.config,
+        micro_batch_size=micro_batch_size,
+        grad_accum=grad_accum,
+    )
+    return TrainablePolicy(engine, processor, device)
+
+
+def save_training_checkpoint(
+    policy: TrainablePolicy, stage_dir: Path, step: int, trainer_state: dict[str, Any], cfg: TrainConfig
+) -> Path:
+    """Checkpoint weights, processor, engine state (optimizer/scheduler, sharded under ZeRO), RNG, position."""
+    engine = policy.engine
+    return save_checkpoint(
+        stage_dir,
+        step,
+        model=engine.unwrap(),
+        processor=policy.processor,
+        optimizer=None,
+        scheduler=None,
+        trainer_state=trainer_state,
+        config=cfg,
+        keep_last=cfg.checkpoint.keep_last,
+        engine_save=engine.save_state,
+    )
+
+
+def resume_training(
+    policy: TrainablePolicy, stage_dir: Path, cfg: TrainConfig
+) -> tuple[dict[str, Any], Path | None]:
+    """With `checkpoint.resume`, restore the newest complete checkpoint; returns (trainer_state, its path)."""
+    path = latest_checkpoint(stage_dir) if cfg.checkpoint.resume else None
+    if path is None:
+        return {"step": 0}, None
+    engine = policy.engine
+    state = load_checkpoint(
+        path, model=engine.unwrap(), optimizer=None, scheduler=None, engine_load=engine.load_state
+    )
+    return state, path

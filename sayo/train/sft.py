@@ -1,0 +1,134 @@
+"""The `sft` stage: supervised warm-up on answer-formatted data before RL (method.md).
+
+Without it the policy never emits `<think>…</think><answer>…</answer>`, the format and accuracy
+rewards are all zero and GRPO's group advantages vanish. Each target is the answer in the
+template, optionally with a short grounded reasoning naming the region ("I look at the red
+triangle."). The loss is the token-mean negative log-likelihood of the response tokens only
+(prompt and image tokens are context), computed on the same left-padded-prompt /
+right-padded-completion layout as GRPO's scoring forward (`sayo.scoring.completion_logits`), so
+only the response positions' logits are materialised.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sayo.config import flatten, to_dict
+from sayo.data.schema import Sample
+from sayo.prompts import build_prompt_batch, formatted_answer
+from sayo.rewards.entropy import token_logprobs
+from sayo.rollout import encode_completions
+from sayo.scoring import completion_logits
+from sayo.tracking import StageRun
+from sayo.train.checkpoint import save_final
+from sayo.train.config import TrainConfig
+from sayo.train.data import EpochSampler, GroundedDataset
+from sayo.train.policy import load_trainable_policy, resume_training, save_training_checkpoint
+from sayo.train.runtime import check_finite, seed_everything
+
+
+@dataclass
+class StageResult:
+    """Where a training stage left its model, and its last metrics."""
+
+    final_dir: Path
+    run_id: str | None
+    metrics: dict[str, float]
+
+
+def sft_target(sample: Sample, reasoning: bool) -> str:
+    """The response the policy is taught for a sample."""
+    label = sample.regions[0].label if sample.regions else ""
+    thought = f"I look at the {label}." if reasoning and label else ""
+    return formatted_answer(sample.answer, thought)
+
+
+def sft_loss(
+    model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainConfig, device: str
+) -> tuple[torch.Tensor, int]:
+    """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens)."""
+    prompts = build_prompt_batch(processor, samples, images).to(device)
+    ids, mask = encode_completions(processor.tokenizer, [sft_target(s, cfg.sft.reasoning) for s in samples])
+    ids, mask = ids.to(device), mask.to(device)
+    lengths = prompts["attention_mask"].sum(1) + mask.sum(1)  # [B]
+    too_long = [s.id for s, n in zip(samples, lengths.tolist(), strict=True) if n > cfg.sft.max_length]
+    if too_long:
+        raise ValueError(f"samples {too_long} exceed sft.max_length={cfg.sft.max_length} tokens; raise it")
+    logps = token_logprobs(completion_logits(model, prompts, ids, mask), ids)  # [B, T]
+    n_tokens = int(mask.sum())
+    return -(logps * mask).sum() / max(n_tokens, 1), n_tokens
+
+
+@torch.no_grad()
+def eval_loss(
+    model: torch.nn.Module, processor: Any, data: GroundedDataset, cfg: TrainConfig, device: str
+) -> float:
+    """Mean response NLL over the first `sft.eval_samples` samples of the eval split."""
+    model.eval()
+    total, count = 0.0, 0
+    n = min(len(data), cfg.sft.eval_samples)
+    for start in range(0, n, cfg.sft.batch_size):
+        samples, images = data.batch(list(range(start, min(start + cfg.sft.batch_size, n))))
+        loss, tokens = sft_loss(model, processor, samples, images, cfg, device)
+        total, count = total + float(loss) * tokens, count + tokens
+    model.train()
+    return total / max(count, 1)
+
+
+def train_sft(cfg: TrainConfig) -> StageResult:
+    """Run the SFT stage end to end (resuming if asked); returns the final checkpoint directory."""
+    seed_everything(cfg.seed)
+    policy = load_trainable_policy(
+        cfg, cfg.sft.optim, cfg.sft.max_steps, cfg.sft.batch_size, cfg.sft.grad_accum
+    )
+    train = GroundedDataset.load(cfg.data.path, cfg.data.train_split, cfg.data.max_samples)
+    evals = GroundedDataset.load(cfg.data.path, cfg.data.eval_split) if cfg.sft.eval_every else None
+    sampler = EpochSampler(len(train), cfg.seed)
+    stage_dir = Path(cfg.checkpoint.dir) / "sft"
+    engine = policy.engine
+    state, last_ckpt = resume_training(policy, stage_dir, cfg)
+    start = state["step"]
+    if last_ckpt is not None:
+        sampler.load_state_dict(state["sampler"])
+    metrics: dict[str, float] = {}
+    with StageRun(cfg.tracking, stage="sft", params=flatten(to_dict(cfg))) as run:
+        bar = tqdm(
+            range(start + 1, cfg.sft.max_steps + 1), desc="sft", initial=start, total=cfg.sft.max_steps
+        )
+        for step in bar:
+            began = time.perf_counter()
+            metrics, ids = _sft_step(policy, train, sampler, cfg)
+            metrics["step_time_s"] = time.perf_counter() - began
+            check_finite(metrics, step=step, sample_ids=ids, last_checkpoint=last_ckpt)
+            if evals is not None and step % cfg.sft.eval_every == 0:
+                metrics["eval_loss"] = eval_loss(engine.model, policy.processor, evals, cfg, policy.device)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}")
+            if step % cfg.sft.log_every == 0 or step == cfg.sft.max_steps or "eval_loss" in metrics:
+                run.log_metrics(metrics, step=step)
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
+                trainer_state = {"step": step, "sampler": sampler.state_dict(), "metrics": metrics}
+                last_ckpt = save_training_checkpoint(policy, stage_dir, step, trainer_state, cfg)
+        final = save_final(stage_dir, model=engine.unwrap(), processor=policy.processor, config=cfg)
+        run.log_dict(to_dict(cfg), "config.yaml")
+        return StageResult(final, run.run_id, metrics)
+
+
+def _sft_step(
+    policy: Any, train: GroundedDataset, sampler: EpochSampler, cfg: TrainConfig
+) -> tuple[dict, list]:
+    engine, accum = policy.engine, cfg.sft.grad_accum
+    total, tokens, ids = 0.0, 0, list[str]()
+    for _ in range(accum):
+        samples, images = train.batch(sampler.next(cfg.sft.batch_size))
+        loss, n = sft_loss(engine.model, policy.processor, samples, images, cfg, policy.device)
+        engine.backward(loss / accum)
+        total, tokens, ids = total + float(loss.detach()) / accum, tokens + n, ids + [s.id for s in samples]
+    lr = engine.lr
+    grad_norm = engine.step()
+    return {"loss": total, "grad_norm": float(grad_norm), "lr": lr, "response_tokens": float(tokens)}, ids

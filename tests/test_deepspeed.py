@@ -1,0 +1,179 @@
+"""DeepSpeed: config filling/validation (no import needed), then ZeRO-2/3 runs in one process.
+
+The runtime tests use DeepSpeed's CPU accelerator with the gloo backend (one rank), or CUDA with
+nccl where a GPU is present, and check that a ZeRO engine takes the very same steps as the plain
+engine (same AdamW, schedule and clipping), so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from sayo.train.config import LoraConfig, OptimConfig
+from sayo.train.engine import build_engine
+from sayo.train.launch import load_deepspeed_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "deepspeed"
+OPTIM = OptimConfig(lr=1e-3, warmup_steps=1, schedule="linear", max_grad_norm=1.0)
+
+
+def load(settings: dict | str, tmp_path: Path, dtype: torch.dtype = torch.float32) -> dict:
+    path = tmp_path / "ds.json"
+    path.write_text(settings if isinstance(settings, str) else json.dumps(settings))
+    return load_deepspeed_config(path, OPTIM, micro_batch_size=4, grad_accum=2, dtype=dtype)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+@pytest.mark.parametrize(("dtype", "bf16"), [(torch.float32, False), (torch.bfloat16, True)])
+def test_shipped_configs_are_filled(stage: int, dtype: torch.dtype, bf16: bool) -> None:
+    settings = load_deepspeed_config(
+        CONFIGS / f"zero{stage}.json", OPTIM, micro_batch_size=4, grad_accum=2, dtype=dtype
+    )
+    assert settings["train_micro_batch_size_per_gpu"] == 4
+    assert settings["gradient_accumulation_steps"] == 2
+    assert settings["gradient_clipping"] == 1.0
+    assert settings["bf16"]["enabled"] is bf16  # follows the model's dtype
+    assert settings["zero_optimization"]["stage"] == stage
+    assert "optimizer" not in settings and "scheduler" not in settings
+    if stage == 3:
+        assert settings["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ("{not json", "not valid JSON"),  # syntax error
+        ({"zero_optimization": {"stage": 4}}, r"zero_optimization.stage = 4"),  # unknown stage
+        ({"zero_optimization": {"stage": "2"}}, r"zero_optimization.stage = '2'"),  # a string is not a stage
+        ({"optimizer": {"type": "AdamW"}}, "remove the 'optimizer' section"),  # we pass our own AdamW
+        ({"scheduler": {"type": "WarmupLR"}}, "remove the 'scheduler' section"),  # and our own schedule
+        (
+            {"gradient_accumulation_steps": 8},
+            r"gradient_accumulation_steps = 8 conflicts .* 2",
+        ),  # vs grad_accum
+        ({"gradient_clipping": 0.5}, "gradient_clipping = 0.5 conflicts"),  # vs optim.max_grad_norm
+        (
+            {"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": "auto"}},
+            r"zero_optimization.stage3_prefetch_bucket_size = \"auto\"",  # an auto we do not fill
+        ),
+    ],
+)
+def test_invalid_configs_name_the_field(settings: dict | str, match: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=match) as err:
+        load(settings, tmp_path)
+    assert str(tmp_path / "ds.json") in str(err.value)  # the file is named too
+
+
+def test_explicit_equal_values_and_train_batch_size_auto(tmp_path: Path) -> None:
+    settings = load({"train_micro_batch_size_per_gpu": 4, "train_batch_size": "auto"}, tmp_path)
+    assert settings["train_micro_batch_size_per_gpu"] == 4 and "train_batch_size" not in settings
+
+
+def test_missing_file_is_a_value_error_before_deepspeed_is_needed(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"deepspeed.config .*nope.json: file does not exist"):
+        build_engine(torch.nn.Linear(2, 2), OPTIM, 10, deepspeed_config=str(tmp_path / "nope.json"))
+
+
+@pytest.fixture(scope="module")
+def dist() -> Iterator[str]:
+    """A one-rank process group (gloo on CPU, nccl on GPU) for DeepSpeed; yields the device."""
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before DeepSpeed picks its accelerator
+    pytest.importorskip("deepspeed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}
+    mp = pytest.MonkeyPatch()
+    for key, value in {**env, "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}.items():
+        mp.setenv(key, value)
+    started = not torch.distributed.is_initialized()
+    if started:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1)
+    yield "cuda" if cuda else "cpu"
+    if started:
+        torch.distributed.destroy_process_group()
+    mp.undo()
+
+
+IDS = torch.tensor([[5, 17, 42, 99, 7, 3], [8, 9, 10, 11, 12, 13]])  # [2, 6] two micro-batches of 1
+
+
+def train(engine, steps: int, device: str) -> list[float]:
+    """`steps` updates of 2 accumulated micro-batches; returns the first micro-batch's loss per step."""
+    losses = []
+    for _ in range(steps):
+        for row in IDS.to(device):
+            loss = engine.model(input_ids=row[None], labels=row[None]).loss
+            engine.backward(loss / 2)
+            losses.append(float(loss.detach()))
+        assert engine.step() > 0
+    return losses[::2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_matches_plain_engine(tiny, dist: str, stage: int) -> None:
+    plain = build_engine(copy.deepcopy(tiny[0]).train().to(dist), OPTIM, max_steps=4, grad_accum=2)
+    expected = train(plain, 3, dist)
+    model = copy.deepcopy(tiny[0]).train().to(dist)
+    engine = build_engine(
+        model, OPTIM, max_steps=4, deepspeed_config=str(CONFIGS / f"zero{stage}.json"), grad_accum=2
+    )
+    assert engine.unwrap() is model
+    losses = train(engine, 3, dist)
+    assert losses[-1] < losses[0]  # it learns
+    assert losses == pytest.approx(expected, rel=1e-4)  # and takes the plain engine's steps
+    assert engine.lr == pytest.approx(plain.lr)
+    with engine.generation_context():
+        out = engine.unwrap().generate(input_ids=IDS[:1].to(dist), max_new_tokens=2, do_sample=False)
+    assert out.shape == (1, 8)
+    state = engine.full_state_dict()  # ZeRO-3: gathered from the shards
+    assert state is not None and state.keys() == plain.model.state_dict().keys()
+    for name, value in plain.model.state_dict().items():  # atol: Adam's ~1e-3 steps, float noise at g ≈ 0
+        torch.testing.assert_close(state[name].cpu(), value.cpu(), rtol=1e-4, atol=1e-4, msg=name)
+    start = tiny[0].state_dict()
+    assert any(not torch.allclose(state[name].cpu(), start[name], atol=1e-4) for name in start)  # trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_save_and_load_state(tiny, dist: str, stage: int, tmp_path: Path) -> None:
+    model = copy.deepcopy(tiny[0]).train().to(dist)
+    engine = build_engine(
+        model, OPTIM, max_steps=4, deepspeed_config=str(CONFIGS / f"zero{stage}.json"), grad_accum=2
+    )
+    train(engine, 2, dist)
+    engine.save_state(tmp_path)
+    after_save = train(engine, 2, dist)
+    engine.load_state(tmp_path)  # weights, Adam moments and the schedule position come back
+    assert train(engine, 2, dist) == pytest.approx(after_save, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_zero2_with_lora_and_wrong_accumulation(tiny, dist: str) -> None:
+    pytest.importorskip("peft")
+    from sayo.train.lora import apply_lora, reference_policy
+
+    model = apply_lora(copy.deepcopy(tiny[0]).to(dist), LoraConfig(dropout=0.0)).train()
+    engine = build_engine(
+        model, OPTIM, max_steps=4, deepspeed_config=str(CONFIGS / "zero2.json"), grad_accum=2
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(engine, 3, dist)  # lr 0, then B moves (A's grad is 0 while B = 0), then A moves too
+    for name, param in model.named_parameters():  # adapters moved, base frozen
+        assert torch.equal(param, before[name]) is (not param.requires_grad), name
+    with torch.no_grad(), reference_policy(engine.unwrap()) as ref:
+        assert ref(input_ids=IDS[:1].to(dist)).logits.isfinite().all()
+    engine.backward(engine.model(input_ids=IDS[:1].to(dist), labels=IDS[:1].to(dist)).loss)
+    with pytest.raises(RuntimeError, match="after 1 backward"):
+        engine.step()

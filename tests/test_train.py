@@ -1,0 +1,144 @@
+"""The SFT and GRPO stages on the tiny defaults: they learn, resume exactly, and fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sayo.train.config import TrainConfig, load_train_config
+from sayo.train.grpo import train_grpo
+from sayo.train.runtime import NonFiniteError
+from sayo.train.sft import train_sft
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 96-sample synthetic dataset built by the real `data` stage."""
+    from sayo.data.build import build
+    from sayo.data.config import load_config
+
+    out = tmp_path_factory.mktemp("data") / "processed"
+    config = load_config(ROOT / "configs/data/tiny.yaml", [f"output={out}", "synthetic.num_samples=96"])
+    build(config, progress=False)
+    return out
+
+
+def _config(tmp_path: Path, dataset: Path, *overrides: str) -> TrainConfig:
+    base = [
+        f"data.path={dataset}",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+        "tracking.enabled=false",
+        "device=cpu",
+        "sft.eval_every=0",
+        "grpo.probe_every=0",
+        "grpo.prompts_per_step=2",
+        "grpo.group_size=4",
+        "grpo.micro_batch_size=4",
+        "grpo.max_new_tokens=12",
+        "grpo.init_from=model",  # the untrained tiny policy unless a test trains SFT first
+    ]
+    return load_train_config(ROOT / "configs/tiny.yaml", [*base, *overrides])
+
+
+def test_sft_lowers_the_loss_and_saves_a_loadable_policy(tmp_path, tiny_dataset):
+    from sayo.models import load_policy
+
+    result = train_sft(
+        _config(tmp_path, tiny_dataset, "sft.max_steps=25", "sft.log_every=1", "checkpoint.every=0")
+    )
+    assert result.metrics["loss"] < 3.0  # from ~6.6 (uniform over the vocabulary) at step 1
+    model, _ = load_policy(result.final_dir, device="cpu")
+    assert model.config.model_type == "qwen2_5_vl"
+
+
+def test_grpo_step_reports_every_reward_part(tmp_path, tiny_dataset):
+    result = train_grpo(_config(tmp_path, tiny_dataset, "grpo.max_steps=2", "checkpoint.every=0"))
+    metrics = result.metrics
+    for key in (
+        "reward/accuracy",
+        "reward/format",
+        "reward/region_attention",
+        "reward/total_mean",
+        "reward/total_std",
+        "kl",
+        "entropy_mean",
+        "clip_fraction",
+        "response_length_mean",
+        "truncation_rate",
+        "groups_zero_std",
+        "tokens_per_s",
+        "step_time_s",
+        "advantage_std",
+    ):
+        assert key in metrics, key
+    assert 0 < metrics["reward/region_attention"] <= 1  # captured attention reached the reward
+    assert (result.final_dir / "config.yaml").exists()
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_dataset, monkeypatch):
+    import sayo.train.grpo as grpo_module
+
+    steps = ("grpo.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0")
+    seen: dict[str, list[dict]] = {"full": [], "resumed": []}
+    original = grpo_module.grpo_step
+
+    def recording(key: str, crash_at: int | None = None):
+        def step(*args, **kwargs):
+            if crash_at is not None and len(seen[key]) + 1 == crash_at:
+                raise _Crash("simulated kill")
+            metrics, ids = original(*args, **kwargs)
+            seen[key].append({"loss": metrics["loss"], "reward": metrics["reward/total_mean"], "ids": ids})
+            return metrics, ids
+
+        return step
+
+    monkeypatch.setattr(grpo_module, "grpo_step", recording("full"))
+    train_grpo(_config(tmp_path / "a", tiny_dataset, *steps))
+    monkeypatch.setattr(grpo_module, "grpo_step", recording("resumed", crash_at=4))  # dies during step 4
+    with pytest.raises(_Crash):
+        train_grpo(_config(tmp_path / "b", tiny_dataset, *steps))
+    monkeypatch.setattr(grpo_module, "grpo_step", recording("resumed"))
+    train_grpo(_config(tmp_path / "b", tiny_dataset, *steps, "checkpoint.resume=true"))  # resumes at step 2
+    full, resumed = seen["full"], seen["resumed"]
+    assert [r["ids"] for r in resumed[3:]] == [r["ids"] for r in full[2:]]  # same prompts after resume
+    for a, b in zip(full[2:], resumed[3:], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+
+
+def test_grpo_with_lora_uses_the_base_as_reference(tmp_path, tiny_dataset):
+    result = train_grpo(
+        _config(
+            tmp_path,
+            tiny_dataset,
+            "grpo.max_steps=2",
+            "model.lora.enabled=true",
+            "model.lora.r=4",
+            "grpo.beta=0.1",
+            "checkpoint.every=0",
+        )
+    )
+    assert result.metrics["kl"] >= 0
+    from sayo.models import load_policy
+
+    merged, _ = load_policy(result.final_dir, device="cpu")  # the export is a plain merged model
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_non_finite_loss_names_the_step_and_samples(tmp_path, tiny_dataset, monkeypatch):
+    import sayo.train.grpo as grpo_module
+
+    def nan_loss(*args, **kwargs):
+        return torch.tensor(float("nan"), requires_grad=True), {}
+
+    monkeypatch.setattr(grpo_module, "policy_loss", nan_loss)
+    with pytest.raises(NonFiniteError, match=r"step 1.*synth-"):
+        train_grpo(_config(tmp_path, tiny_dataset, "grpo.max_steps=2", "checkpoint.every=0"))
