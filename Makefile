@@ -9,7 +9,7 @@ EXTRAS ?= dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sayo-installed-$(EXTRAS)
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint lint-infra bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job end to end on the embedded defaults (tiny policy, synthetic data, local MLflow in
+# mlruns.db): a look at the rewards, then data -> sft -> grpo -> evaluate -> register.
 demo: $(STAMP)
 	$(BIN)/sayo demo --out outputs/demo
+	$(BIN)/sayo data build --no-progress
+	$(BIN)/sayo sft
+	$(BIN)/sayo grpo
+	$(BIN)/sayo evaluate
+	$(BIN)/sayo register --checkpoint outputs/checkpoints/grpo/final --metrics outputs/eval/metrics.json
+	@echo "done: report outputs/eval/report.html; runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -29,10 +37,25 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+DOCKERFILES := infra/docker/Dockerfile.cpu infra/docker/Dockerfile.cuda infra/docker/Dockerfile.mlflow
+KUSTOMIZATIONS := infra/k8s/base infra/k8s/gpu-nodepool
+
 lint: $(STAMP)
-	$(BIN)/ruff check sayo tests benchmarks
-	$(BIN)/ruff format --check sayo tests benchmarks
+	$(BIN)/ruff check sayo tests benchmarks components pipelines
+	$(BIN)/ruff format --check sayo tests benchmarks components pipelines
 	$(BIN)/mypy sayo
+	$(MAKE) lint-infra
+
+# Dockerfiles (hadolint), Kubernetes manifests (kubernetes-validate, each file and, where kubectl is
+# installed, each rendered kustomization), the CI workflow (actionlint), the compiled pipeline (fresh).
+lint-infra: $(STAMP)
+	$(BIN)/hadolint $(DOCKERFILES)
+	$(BIN)/kubernetes-validate --strict --quiet $$(find infra/k8s -name '*.yaml' ! -name kustomization.yaml | sort)
+	@if command -v kubectl >/dev/null; then \
+		for k in $(KUSTOMIZATIONS); do kubectl kustomize $$k | $(BIN)/kubernetes-validate --strict --quiet - || exit 1; done; \
+	else echo "kubectl not found: validated the files listed above one by one"; fi
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/sayo pipeline compile --check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_capture.py

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from sayo.evaluate.cli import register as register_evaluation_commands
+from sayo.pipeline.cli import register as register_pipeline_commands
 from sayo.train.cli import register as register_training_commands
 
 app = typer.Typer(
@@ -113,6 +115,8 @@ def data_build(
 
 
 register_training_commands(app)
+register_evaluation_commands(app)
+register_pipeline_commands(app)
 
 
 def main() -> None:

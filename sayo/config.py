@@ -10,8 +10,6 @@ flattening for MLflow params, and atomic saving next to checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
+
+from sayo.atomic import write_text
 
 T = TypeVar("T")
 
@@ -140,10 +140,4 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def save_config(config: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -11,7 +11,6 @@ completion's selected tokens look.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from sayo.atomic import write_jsonl
 from sayo.attention import AttentionCapture
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.synthetic import SyntheticConfig, generate
@@ -181,10 +181,7 @@ def _write(
     selected: torch.Tensor,
     group: int,
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "scores.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(out_dir / "scores.jsonl")
+    write_jsonl(out_dir / "scores.jsonl", records)
     panels = []
     for i, (sample, image) in enumerate(zip(samples, images, strict=True)):
         row = i * group  # the reference completion of this group

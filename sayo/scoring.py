@@ -75,7 +75,6 @@ def completion_logits(
     return out.logits[:, :-1].float() / temperature  # [B, T, V]
 
 
-@torch.no_grad()
 def score_rollouts(
     model: nn.Module,
     prompt_inputs: Mapping[str, Any],
@@ -86,8 +85,13 @@ def score_rollouts(
     capture: AttentionCapture | None = None,
     region_mask: Tensor | None = None,
     temperature: float = 1.0,
+    keep_graph: bool = False,
 ) -> RolloutScores:
-    """One no-grad forward: log-probs, entropies and (optionally) attention on the image.
+    """One forward: log-probs, entropies and (optionally) attention on the image.
+
+    No gradient is kept unless `keep_graph`: then `logps` carries the autograd graph, so a trainer
+    with μ = 1 can use this same forward for its update instead of running a second one (entropy
+    and attention never carry gradients).
 
     Args:
         prompt_inputs: processor outputs for the prompts (left-padded), one row per rollout.
@@ -96,11 +100,34 @@ def score_rollouts(
         capture: attention hooks on the chosen layers; None skips the capture.
         region_mask: [B, P] True on the prompt's image tokens inside the target region(s).
     """
+    with torch.set_grad_enabled(keep_graph):
+        return _score(
+            model,
+            prompt_inputs,
+            completion_ids,
+            completion_mask,
+            image_token_id,
+            capture,
+            region_mask,
+            temperature,
+        )
+
+
+def _score(
+    model: nn.Module,
+    prompt_inputs: Mapping[str, Any],
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    image_token_id: int,
+    capture: AttentionCapture | None,
+    region_mask: Tensor | None,
+    temperature: float,
+) -> RolloutScores:
     prompt_len = prompt_inputs["input_ids"].shape[1]
     num_completion = completion_ids.shape[1]
     if capture is None:
         logits = completion_logits(model, prompt_inputs, completion_ids, completion_mask, temperature)
-        return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits))
+        return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits.detach()))
     key_index, image_keys = positions_from_mask(prompt_inputs["input_ids"] == image_token_id)  # [B, K]
     batch = completion_ids.shape[0]
     query_index = (prompt_len - 1 + torch.arange(num_completion, device=completion_ids.device)).expand(
@@ -116,7 +143,7 @@ def score_rollouts(
     share = region_share(attention, region_keys, image_keys)  # [B, T]
     return RolloutScores(
         logps=token_logprobs(logits, completion_ids),
-        entropy=token_entropy(logits),
+        entropy=token_entropy(logits.detach()),
         attention=attention,
         image_keys=image_keys,
         region_keys=region_keys,

@@ -177,3 +177,40 @@ def test_zero2_with_lora_and_wrong_accumulation(tiny, dist: str) -> None:
     engine.backward(engine.model(input_ids=IDS[:1].to(dist), labels=IDS[:1].to(dist)).loss)
     with pytest.raises(RuntimeError, match="after 1 backward"):
         engine.step()
+
+
+@pytest.mark.slow
+def test_grpo_trainer_runs_under_zero2(dist: str, tmp_path: Path) -> None:
+    """The GRPO stage itself, not only the engine, trains under DeepSpeed ZeRO-2 (gloo, one rank)."""
+    from sayo.data.build import build
+    from sayo.data.config import load_config
+    from sayo.train.config import load_train_config
+    from sayo.train.grpo import train_grpo
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "data"
+    build(
+        load_config(root / "configs/data/tiny.yaml", [f"output={data}", "synthetic.num_samples=32"]),
+        progress=False,
+    )
+    cfg = load_train_config(
+        root / "configs/tiny.yaml",
+        [
+            f"data.path={data}",
+            f"checkpoint.dir={tmp_path / 'ckpt'}",
+            "tracking.enabled=false",
+            f"device={dist}",
+            "grpo.init_from=model",
+            "grpo.max_steps=2",
+            "grpo.prompts_per_step=2",
+            "grpo.group_size=4",
+            "grpo.micro_batch_size=4",
+            "grpo.max_new_tokens=8",
+            "grpo.probe_every=0",
+            "checkpoint.every=1",
+            f"deepspeed.config={root / 'configs/deepspeed/zero2.json'}",
+        ],
+    )
+    result = train_grpo(cfg)
+    assert result.metrics["grad_norm"] > 0 and (result.final_dir / "config.json").exists()
+    assert (tmp_path / "ckpt" / "grpo" / "step-00000002").is_dir()

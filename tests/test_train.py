@@ -142,3 +142,128 @@ def test_non_finite_loss_names_the_step_and_samples(tmp_path, tiny_dataset, monk
     monkeypatch.setattr(grpo_module, "policy_loss", nan_loss)
     with pytest.raises(NonFiniteError, match=r"step 1.*synth-"):
         train_grpo(_config(tmp_path, tiny_dataset, "grpo.max_steps=2", "checkpoint.every=0"))
+
+
+@pytest.mark.slow
+def test_grpo_run_lands_in_a_real_mlflow_server(tmp_path, tiny_dataset, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    cfg = _config(
+        tmp_path,
+        tiny_dataset,
+        "grpo.max_steps=2",
+        "checkpoint.every=0",
+        "tracking.enabled=true",
+        f"tracking.tracking_uri={mlflow_server}",
+        "tracking.experiment=test-train",
+        "grpo.probe_every=2",
+        "grpo.probe_samples=2",
+    )
+    result = train_grpo(cfg)
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["grpo.group_size"] == "4"  # the whole resolved config
+    assert run.data.tags["sayo.stage"] == "grpo"
+    history = client.get_metric_history(result.run_id, "reward/total_mean")
+    assert [m.step for m in history] == [1, 2]
+    for key in ("reward/region_attention", "kl", "clip_fraction", "entropy_mean", "tokens_per_s"):
+        assert key in run.data.metrics, key
+    probes = [a.path for a in client.list_artifacts(result.run_id, "probes")]
+    assert any(p.endswith(".png") for p in probes) and any(p.endswith(".json") for p in probes)
+
+
+def test_unreachable_tracking_server_fails_before_step_one(tmp_path, tiny_dataset, monkeypatch):
+    import sayo.train.grpo as grpo_module
+    from sayo.tracking import TrackingUnavailable
+
+    def never(*args, **kwargs):
+        raise AssertionError("a step ran although the tracking server is down")
+
+    monkeypatch.setattr(grpo_module, "grpo_step", never)
+    cfg = _config(
+        tmp_path,
+        tiny_dataset,
+        "grpo.max_steps=1",
+        "tracking.enabled=true",
+        "tracking.tracking_uri=http://127.0.0.1:9",
+    )  # the discard port: nothing listens
+    with pytest.raises(TrackingUnavailable, match=r"127\.0\.0\.1:9"):
+        train_grpo(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_sft_then_grpo_raises_the_reward(tmp_path, monkeypatch):
+    """The tiny recipe learns: after SFT, GRPO's mean reward rises (fixed seed, loose bound)."""
+    import sayo.train.grpo as grpo_module
+
+    rewards: list[float] = []
+    original = grpo_module.grpo_step
+
+    def recording(*args, **kwargs):
+        metrics, ids = original(*args, **kwargs)
+        rewards.append(metrics["reward/total_mean"])
+        return metrics, ids
+
+    monkeypatch.setattr(grpo_module, "grpo_step", recording)
+    from sayo.data.build import build
+    from sayo.data.config import load_config
+
+    dataset = tmp_path / "data"  # the default recipe's 256 samples
+    build(load_config(ROOT / "configs/data/tiny.yaml", [f"output={dataset}"]), progress=False)
+    recipe = (
+        "sft.max_steps=300",
+        "checkpoint.every=0",
+        "grpo.max_steps=60",
+        "grpo.prompts_per_step=4",
+        "grpo.max_new_tokens=24",
+        "grpo.micro_batch_size=16",
+        "grpo.init_from=sft",
+    )
+    sft = train_sft(_config(tmp_path, dataset, *recipe))
+    assert sft.metrics["loss"] < 0.6
+    train_grpo(_config(tmp_path, dataset, *recipe))
+    first, last = sum(rewards[:20]) / 20, sum(rewards[-20:]) / 20
+    assert last > first + 0.03, (first, last, rewards)
+
+
+def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
+    """μ = 1, one chunk: reusing the scoring forward's graph equals a separate update forward."""
+    import copy
+
+    from sayo.grpo import group_advantages
+    from sayo.train import grpo as grpo_module
+    from sayo.train.rollouts import generate, make_chunks, score
+
+    cfg = _config(tmp_path, tiny_dataset, "grpo.micro_batch_size=8", "grpo.beta=0.1")
+    session = grpo_module._setup(cfg)
+    policy = session.policy
+    samples, images = session.data.batch([0, 1])
+    image_token_id = policy.model.config.image_token_id
+    chunks = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
+    torch.manual_seed(0)
+    generate(policy.model, policy.processor, chunks, cfg.grpo)
+    before = copy.deepcopy(policy.model.state_dict())
+    results = []
+    for fused in (True, False):
+        policy.model.load_state_dict(before)
+        policy.engine.optimizer.state.clear()
+        score(
+            policy.model,
+            session.reference,
+            chunks,
+            session.capture,
+            cfg.rewards,
+            1.0,
+            image_token_id,
+            keep_graph=fused,
+        )
+        total, _ = grpo_module.compute_rewards(chunks, cfg)
+        stats = grpo_module.update(policy, chunks, group_advantages(total, 4), cfg)
+        results.append((stats["loss"], {k: v.clone() for k, v in policy.model.state_dict().items()}))
+    (loss_a, weights_a), (loss_b, weights_b) = results
+    assert loss_a == pytest.approx(loss_b, abs=1e-6)
+    for name, value in weights_a.items():
+        torch.testing.assert_close(value, weights_b[name], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(weights_a[k], before[k]) for k in before)  # the update did something

@@ -25,13 +25,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from sayo.atomic import swap_into_place
 from sayo.data import layout
 from sayo.data.card import dataset_card, pick_preview, preview_grid
 from sayo.data.config import SPLIT_NAMES, DataConfig, SplitConfig
 from sayo.data.importers import import_source
 from sayo.data.schema import Sample
 from sayo.data.stats import compute_stats
-from sayo.data.synthetic.dataset import _swap_into_place
 from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
 from sayo.viz import save_png
 
@@ -157,7 +157,7 @@ def build(config: DataConfig, skip_invalid: bool = False, progress: bool = True)
         splits = [assign_split(group, config.seed, config.splits) for group in collected.groups]
         stats = _write_outputs(staging, config, collected, splits)
         os.chmod(staging, 0o755)
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     seconds = time.perf_counter() - start

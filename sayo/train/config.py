@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from sayo.attention import HeadReduce
 from sayo.config import load_config
+from sayo.evaluate.config import EvalConfig
+from sayo.tracking.registry_config import RegisterConfig
 
 LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
@@ -212,6 +214,8 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)  # the `evaluate` stage (sayo.evaluate)
+    register: RegisterConfig = field(default_factory=RegisterConfig)  # the `register` stage (sayo.tracking)
 
     def grpo_start(self) -> str:
         """The checkpoint GRPO starts from (and keeps as its KL reference), per `grpo.init_from`."""
@@ -232,11 +236,17 @@ DEFAULT_TRAIN_CONFIG = Path("configs/tiny.yaml")
 
 
 def load_train_config(
-    path: str | Path | None = DEFAULT_TRAIN_CONFIG, overrides: list[str] | None = None
+    path: str | Path | None = DEFAULT_TRAIN_CONFIG,
+    overrides: list[str] | None = None,
+    section: str | None = None,
 ) -> TrainConfig:
-    """The training config from YAML (default `configs/tiny.yaml` if it exists) plus overrides."""
+    """The training config from YAML (default `configs/tiny.yaml` if it exists) plus overrides.
+
+    `section` reads one top-level section of the file instead (`train` in `params.yaml`, which
+    holds the knobs of every dvc stage).
+    """
     if path is not None and not Path(path).exists():
         if Path(path) != DEFAULT_TRAIN_CONFIG:
             raise FileNotFoundError(f"config file {path} does not exist")
         path = None
-    return load_config(TrainConfig, path, overrides)
+    return load_config(TrainConfig, path, overrides, section=section)

@@ -8,7 +8,9 @@ One step reads top to bottom (style.md, after nanochat's `chat_rl.py`):
   3. reward   — accuracy, format and region attention over the top-ρ high-entropy tokens, weighted
   4. advantage— group-normalised (`sayo.grpo.group_advantages`)
   5. update   — μ passes of the clipped surrogate + β·k3 KL (`sayo.grpo.policy_loss`)
-Departures from the textbook: the reference is the *starting* policy (a frozen copy, or the base
+Departures from the textbook: with μ = 1 and the batch in one micro-batch, the scoring forward
+keeps its graph and is also the update's forward (old log-probs = its detached copy, as TRL and
+verl do), saving one forward per step; the reference is the *starting* policy (a frozen copy, or the base
 with LoRA adapters disabled); micro-batch losses are weighted so the accumulated gradient equals
 the full-batch loss of every `loss_type`; groups whose rewards are all equal are counted and
 logged rather than silently contributing zero.
@@ -83,6 +85,15 @@ def compute_rewards(chunks: list[Chunk], cfg: TrainConfig) -> tuple[torch.Tensor
     return combine_rewards(components, cfg.rewards.weights)
 
 
+def _policy_logps(model: Any, chunk: Chunk, temperature: float) -> torch.Tensor:
+    """[b, T] log-probs of the chunk's completions under the current policy, with grad."""
+    assert chunk.completion_ids is not None and chunk.mask is not None
+    logits = completion_logits(
+        model, chunk.prompts, chunk.completion_ids, chunk.mask, temperature
+    )  # [b, T, V]
+    return token_logprobs(logits, chunk.completion_ids)  # [b, T]
+
+
 def update(policy: TrainablePolicy, chunks: list[Chunk], advantages: torch.Tensor, cfg: TrainConfig) -> dict:
     """μ optimizer steps over the batch; returns the last pass's loss statistics."""
     grpo, engine = cfg.grpo, policy.engine
@@ -97,10 +108,12 @@ def update(policy: TrainablePolicy, chunks: list[Chunk], advantages: torch.Tenso
             rows = len(chunk.samples)
             adv = advantages[row : row + rows].to(chunk.mask.device)  # [b]
             row += rows
-            logits = completion_logits(
-                engine.model, chunk.prompts, chunk.completion_ids, chunk.mask, grpo.temperature
-            )  # [b, T, V]
-            logps = token_logprobs(logits, chunk.completion_ids)  # [b, T]
+            logps = (
+                chunk.logps
+                if chunk.logps is not None
+                else _policy_logps(engine.model, chunk, grpo.temperature)
+            )
+            chunk.logps = None  # the scoring forward's graph serves the first pass only
             loss, parts = policy_loss(
                 logps,
                 chunk.old_logps,
@@ -180,7 +193,17 @@ def grpo_step(
     )
     generate(policy.model, policy.processor, chunks, grpo, policy.engine.generation_context())
     generated = time.perf_counter()
-    score(policy.model, reference, chunks, capture, cfg.rewards, grpo.temperature, image_token_id)
+    fused = grpo.mu == 1 and len(chunks) == 1  # one forward serves scoring and the update
+    score(
+        policy.model,
+        reference,
+        chunks,
+        capture,
+        cfg.rewards,
+        grpo.temperature,
+        image_token_id,
+        keep_graph=fused,
+    )
     total, components = compute_rewards(chunks, cfg)
     advantages = group_advantages(total, grpo.group_size, scale=grpo.advantage_scale)  # [B]
     metrics = step_metrics(chunks, total, components, advantages, grpo.group_size)

@@ -37,6 +37,7 @@ class Chunk:
     mask: Tensor | None = None  # [b, T]
     texts: list[str] | None = None
     truncated: Tensor | None = None  # [b] no EOS within max_new_tokens
+    logps: Tensor | None = None  # [b, T] with the autograd graph (fused μ = 1 path only)
     old_logps: Tensor | None = None  # [b, T]
     ref_logps: Tensor | None = None  # [b, T]
     entropy: Tensor | None = None  # [b, T]
@@ -92,7 +93,6 @@ def generate(
             chunk.truncated = ~(chunk.completion_ids == stop["eos_token_id"]).any(dim=1)
 
 
-@torch.no_grad()
 def score(
     model: Any,
     reference: Any | None,
@@ -101,9 +101,15 @@ def score(
     rewards: RewardConfig,
     temperature: float,
     image_token_id: int,
+    keep_graph: bool = False,
 ) -> None:
-    """The no-grad forward(s): old log-probs, entropies, attention on the region, reference log-probs."""
-    model.eval()
+    """The scoring forward(s): old log-probs, entropies, attention on the region, reference log-probs.
+
+    With `keep_graph` (μ = 1, one chunk) the policy forward runs in training mode and keeps its
+    graph in `chunk.logps`, so the update reuses it instead of running the same forward again
+    (old log-probs are then its detached copy, as in TRL and verl with one inner iteration).
+    """
+    model.train(keep_graph)
     for chunk in chunks:
         assert chunk.completion_ids is not None and chunk.mask is not None
         scores = score_rollouts(
@@ -115,8 +121,10 @@ def score(
             capture=capture,
             region_mask=chunk.region_mask,
             temperature=temperature,
+            keep_graph=keep_graph,
         )
-        chunk.old_logps, chunk.entropy = scores.logps, scores.entropy
+        chunk.logps = scores.logps if keep_graph else None
+        chunk.old_logps, chunk.entropy = scores.logps.detach(), scores.entropy
         chunk.region_share = scores.region_share
         if reference is not None:
             with reference() as ref_model:

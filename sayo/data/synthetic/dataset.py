@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
+from sayo.atomic import swap_into_place
 from sayo.data.schema import Sample
 from sayo.data.synthetic.bars import bars_task
 from sayo.data.synthetic.canvas import Draft, sample_rng
@@ -100,7 +100,7 @@ def write_dataset(config: SyntheticConfig, out_dir: Path) -> Path:
     try:
         _write_into(staging, config)
         os.chmod(staging, 0o755)
-        _swap_into_place(staging, out_dir)
+        swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / MANIFEST
@@ -116,20 +116,6 @@ def _write_into(directory: Path, config: SyntheticConfig) -> None:
             manifest.write(sample.model_dump_json() + "\n")
         manifest.flush()
         os.fsync(manifest.fileno())
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_manifest(path: Path) -> list[Sample]:

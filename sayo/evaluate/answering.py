@@ -1,0 +1,139 @@
+"""Answer a batch of benchmark questions and measure where the answers looked.
+
+Why one function for evaluation and the training probes (`sayo.train.probes`): "does it really
+see it" must be measured the same way during training and in the final report — generation
+(greedy, or sampled n times), the scoring forward with the attention capture, the top-ρ entropy
+selection and the region share of method.md ("The attention reward"), reported for evaluation
+apart from the training reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from sayo.attention import AttentionCapture
+from sayo.data.schema import Sample
+from sayo.prompts import build_prompt_batch, prompt_region_mask
+from sayo.regions import token_grid_shape
+from sayo.rewards import (
+    accuracy_reward,
+    extract_answer,
+    format_reward,
+    region_attention_reward,
+    select_high_entropy_tokens,
+)
+from sayo.rollout import decode_completions, generate_completions, stop_and_suppress
+from sayo.scoring import attention_map, score_rollouts
+
+
+@dataclass
+class Answers:
+    """Per-answer results of one batch; with `n` answers per sample, rows are sample-major.
+
+    correct, formatted, lengths, region_attention: [B·n]; heatmaps: one [rows, cols] grid per row
+    (mean attention of the selected tokens over the image), None without capture.
+    """
+
+    texts: list[str]
+    extracted: list[str | None]
+    correct: Tensor
+    formatted: Tensor
+    lengths: Tensor
+    region_attention: Tensor | None = None
+    heatmaps: list[np.ndarray] | None = None
+
+
+@dataclass
+class AnswerOptions:
+    """How to answer: decoding and the attention-on-region measurement."""
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    entropy_ratio: float = 0.2
+    tolerance: float = 0.05
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def answer_batch(
+    model: Any,
+    processor: Any,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    options: AnswerOptions,
+    capture: AttentionCapture | None = None,
+    generation_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Answers:
+    """Generate `options.n` answers per sample, score them, and (with `capture`) their attention."""
+    tokenizer = processor.tokenizer
+    prompts = build_prompt_batch(processor, samples, images, repeat=options.n).to(_device(model))
+    model.eval()
+    with generation_context():
+        ids, mask = generate_completions(
+            model,
+            prompts,
+            max_new_tokens=options.max_new_tokens,
+            do_sample=options.do_sample,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            **stop_and_suppress(tokenizer, model),
+        )  # [B·n, T] each
+    texts = decode_completions(tokenizer, ids, mask)
+    rows = [s for s in samples for _ in range(options.n)]
+    references = [s.answer for s in rows], [s.answer_type.value for s in rows], [s.choices for s in rows]
+    answers = Answers(
+        texts=texts,
+        extracted=[extract_answer(t) for t in texts],
+        correct=accuracy_reward(texts, *references, options.tolerance),  # [B·n]
+        formatted=format_reward(texts),  # [B·n]
+        lengths=mask.sum(dim=1).cpu(),  # [B·n]
+    )
+    if capture is not None:
+        _attention(model, prompts, ids, mask, samples, images, options, capture, answers)
+    return answers
+
+
+def _attention(
+    model: Any,
+    prompts: Any,
+    ids: Tensor,
+    mask: Tensor,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    options: AnswerOptions,
+    capture: AttentionCapture,
+    answers: Answers,
+) -> None:
+    """Fill `answers.region_attention` and `answers.heatmaps` from one captured scoring forward."""
+    image_token_id = model.config.image_token_id
+    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, repeat=options.n)
+    scores = score_rollouts(
+        model,
+        prompts,
+        ids,
+        mask,
+        image_token_id=image_token_id,
+        capture=capture,
+        region_mask=region_mask.to(ids.device),
+    )
+    assert scores.region_share is not None
+    selected = select_high_entropy_tokens(scores.entropy, mask, options.entropy_ratio)  # [B·n, T]
+    answers.region_attention = region_attention_reward(scores.region_share, selected).cpu()  # [B·n]
+    answers.heatmaps = [
+        attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).cpu().numpy()
+        for row in range(ids.shape[0])
+    ]
