@@ -149,7 +149,7 @@ class AttentionCapture:
         model: nn.Module,
         layers: LayerSpec = "last_half",
         head_reduce: HeadReduce = "mean",
-        query_chunk: int = 128,
+        query_chunk: int = 64,
     ) -> None:
         if head_reduce not in ("mean", "max"):
             raise ValueError(f"head_reduce={head_reduce!r}: expected 'mean' or 'max'")
