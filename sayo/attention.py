@@ -266,7 +266,8 @@ class AttentionCapture:
         q = _rope(q.transpose(1, 2), q_cos, q_sin).float() * scaling  # [B, H, q, d], scaled: q·k/√d
         q = q.view(bsz, n_kv, -1, nq, head_dim)  # [B, Hkv, rep, q, d]: head h uses kv head h // rep
         # Few passes over the [·, q, S] block: matmul, in-place mask, one fused softmax, then a gather.
-        logits = torch.einsum("bgrqd,bgsd->bgrqs", q, keys).add_(chunk.bias)  # [B, Hkv, rep, q, S]
+        logits = torch.matmul(q.flatten(2, 3), keys.transpose(-1, -2))  # [B, Hkv, rep*q, S]: one bmm
+        logits = logits.view(bsz, n_kv, -1, nq, keys.shape[2]).add_(chunk.bias)  # [B, Hkv, rep, q, S]
         weights = torch.softmax(logits, dim=-1)  # [B, Hkv, rep, q, S]
         k_gather = kidx[:, None, None, None, :].expand(
             -1, n_kv, weights.shape[2], nq, -1
