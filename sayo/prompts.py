@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from PIL import Image
 from torch import Tensor
+from transformers import BatchFeature
 
 from sayo.data.schema import AnswerType, Sample
 from sayo.regions import sequence_region_mask
@@ -83,3 +85,30 @@ def prompt_region_mask(
     return sequence_region_mask(
         prompt_inputs["input_ids"], image_token_id, prompt_inputs["image_grid_thw"], boxes, sizes, merge_size
     )
+
+
+def select_rows(prompts: Any, rows: Sequence[int]) -> BatchFeature:
+    """Rows (repeats allowed) of a one-image-per-row processor batch, without re-processing images.
+
+    GRPO repeats each prompt G times; processing its image once and repeating the tensors gives
+    exactly what processing the repeated rows would (tested), at 1/G of the image-processing cost.
+    Leading columns that are padding in every selected row are dropped.
+    """
+    grid = prompts["image_grid_thw"]  # [N, 3]
+    if grid.shape[0] != prompts["input_ids"].shape[0]:
+        raise ValueError(
+            f"select_rows needs one image per row: {grid.shape[0]} images for "
+            f"{prompts['input_ids'].shape[0]} rows"
+        )
+    sizes = grid.prod(dim=-1).tolist()  # patches per image
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    first = int(prompts["attention_mask"][index].any(dim=0).nonzero()[0])  # first column any row uses
+    out = {
+        key: prompts[key][index, first:]
+        for key in ("input_ids", "attention_mask", "mm_token_type_ids")
+        if key in prompts
+    }
+    out["image_grid_thw"] = grid[index]
+    out["pixel_values"] = torch.cat([prompts["pixel_values"][starts[i] : starts[i] + sizes[i]] for i in rows])
+    return BatchFeature(out)

@@ -92,3 +92,19 @@ def test_generate_pads_after_eos(tiny, two_prompt_batch):
     )
     assert ids.shape[0] == 2 and ids.shape[1] <= 6
     assert (ids[~mask] == processor.tokenizer.pad_token_id).all()
+
+
+def test_select_rows_equals_processing_the_repeated_rows(tiny, two_prompt_batch):
+    from sayo.prompts import select_rows
+
+    _, processor = tiny
+    batch, images, texts = two_prompt_batch
+    rows = [1, 1, 0, 1]  # repeats, reordering, and a subset where the longest prompt is absent below
+    direct = processor(
+        text=[texts[i] for i in rows], images=[images[i] for i in rows], padding=True, return_tensors="pt"
+    )
+    picked = select_rows(batch, rows)
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "pixel_values"):
+        assert torch.equal(picked[key], direct[key]), key
+    only_short = processor(text=[texts[1]] * 2, images=[images[1]] * 2, padding=True, return_tensors="pt")
+    assert torch.equal(select_rows(batch, [1, 1])["input_ids"], only_short["input_ids"])  # padding trimmed

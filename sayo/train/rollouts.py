@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
-from sayo.prompts import build_prompt_batch, prompt_region_mask
+from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
 from sayo.rewards import region_area_fraction, region_attention_reward, select_high_entropy_tokens
 from sayo.rollout import decode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import score_rollouts
@@ -55,13 +55,18 @@ def make_chunks(
     image_token_id: int,
     device: str,
 ) -> list[Chunk]:
-    """Split P prompts × G rollouts into chunks of processor inputs with their region masks."""
-    rows = [(s, img) for s, img in zip(samples, images, strict=True) for _ in range(group_size)]
+    """Split P prompts × G rollouts into chunks of processor inputs with their region masks.
+
+    Each prompt's image is processed once; its G rows repeat the tensors (`select_rows`).
+    """
+    unique = build_prompt_batch(processor, samples, images)
+    total = len(samples) * group_size
     chunks = []
-    for start in range(0, len(rows), micro_batch_size):
-        part = rows[start : start + micro_batch_size]
-        chunk_samples, chunk_images = [r[0] for r in part], [r[1] for r in part]
-        prompts = build_prompt_batch(processor, chunk_samples, chunk_images)
+    for start in range(0, total, micro_batch_size):
+        prompt_of_row = [row // group_size for row in range(start, min(start + micro_batch_size, total))]
+        chunk_samples = [samples[i] for i in prompt_of_row]
+        chunk_images = [images[i] for i in prompt_of_row]
+        prompts = select_rows(unique, prompt_of_row)
         image_mask, region_mask = prompt_region_mask(prompts, chunk_samples, chunk_images, image_token_id)
         chunks.append(Chunk(chunk_samples, prompts.to(device), region_mask.to(device), image_mask.to(device)))
     return chunks
