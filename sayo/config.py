@@ -66,19 +66,26 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides (values parsed as YAML) to a nested dict, in place."""
+    """Apply `a.b.c=value` overrides (values parsed as YAML) to a nested dict, in place.
+
+    A numeric part indexes a list (`sources.0.weight=2.5`).
+    """
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not of the form key.path=value")
-        node = raw
+            raise ValueError(f"override {item!r} must look like key=value (e.g. grpo.group_size=8)")
+        node: Any = raw
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            child = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            if not isinstance(child, (dict, list)):
                 raise ValueError(f"override {item!r}: {part!r} is a value, not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+        value = yaml.safe_load(text) if text.strip() else ""
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+        else:
+            node[parts[-1]] = value
     return raw
 
 

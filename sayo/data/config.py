@@ -14,13 +14,14 @@ share the original's split, so a repeat never leaks into another split).
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
-import yaml
-
+from sayo.config import apply_overrides as shared_overrides
+from sayo.config import from_dict, read_yaml
 from sayo.data.synthetic import SyntheticConfig
 
 SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic"]
@@ -113,59 +114,12 @@ class DataConfig:
 
 def config_from_dict(raw: dict[str, Any]) -> DataConfig:
     """A `DataConfig` from a plain mapping (a YAML section); unknown keys are errors."""
-    raw = dict(raw)
-    _check_keys("data", raw, DataConfig)
-    if "sources" in raw:
-        sources = raw["sources"]
-        if not isinstance(sources, list):
-            _fail("sources", sources, "must be a list of mappings")
-        for i, source in enumerate(sources):
-            if not isinstance(source, dict):
-                _fail(f"sources[{i}]", source, "must be a mapping")
-            _check_keys(f"sources[{i}]", source, SourceConfig)
-        raw["sources"] = [SourceConfig(**source) for source in sources]
-    if "synthetic" in raw:
-        _check_keys("synthetic", raw["synthetic"], SyntheticConfig)
-        synthetic = dict(raw["synthetic"])
-        if "image_size" in synthetic and isinstance(synthetic["image_size"], list):
-            synthetic["image_size"] = tuple(synthetic["image_size"])
-        raw["synthetic"] = SyntheticConfig(**synthetic)
-    if "splits" in raw:
-        _check_keys("splits", raw["splits"], SplitConfig)
-        raw["splits"] = SplitConfig(**raw["splits"])
-    return DataConfig(**raw)
-
-
-def _check_keys(section: str, raw: object, cls: type) -> None:
-    if not isinstance(raw, dict):
-        _fail(section, raw, "must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        _fail(section, unknown, f"unknown key(s); known keys are {sorted(known)}")
+    return from_dict(DataConfig, raw, "data")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`key=value` overrides on a config mapping; dotted keys descend, list items by index.
-
-    Values are parsed as YAML (`seed=3` is an int, `splits.train=0.7` a float).
-    """
-    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key:
-            _fail("override", override, "must look like key=value (e.g. synthetic.num_samples=64)")
-        node: Any = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        last = parts[-1]
-        value = yaml.safe_load(text)
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
-    return raw
+    """`key=value` overrides on a copy of a config mapping (dotted keys descend, list items by index)."""
+    return shared_overrides(copy.deepcopy(raw), overrides)
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] | None = None) -> DataConfig:
@@ -175,10 +129,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] | None =
     relative to the working directory (where `dvc repro` runs).
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as stream:
-        raw = yaml.safe_load(stream) or {}
-    if not isinstance(raw, dict):
-        _fail(str(path), type(raw).__name__, "a data config must be a YAML mapping")
+    raw = read_yaml(path)
     if "data" in raw and isinstance(raw["data"], dict):
         raw = raw["data"]
     raw = apply_overrides(raw, overrides or [])
