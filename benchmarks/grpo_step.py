@@ -1,15 +1,19 @@
 """One GRPO step of sayo vs. TRL's `GRPOTrainer`, side by side, and what the attention capture costs.
 
-Same tiny Qwen2.5-VL policy (`load_policy("tiny")`), same synthetic grounded prompts in the same
+Same tiny Qwen2.5-VL policy (the `tiny` checkpoint), same synthetic grounded prompts in the same
 order, same P prompts × G rollouts per step, max new tokens, temperature/top-p, learning rate,
-β, ε and loss type. Three variants run interleaved in one process:
+β, ε and loss type. Four variants run interleaved in one process:
 
   trl        TRL `GRPOTrainer.train()` (transformers generation, no vLLM), rewards accuracy + format
-             computed by sayo's own reward functions
+             computed by sayo's own reward functions; its policy is loaded the way a TRL user loads
+             it (`AutoModelForImageTextToText.from_pretrained`), or with `--trl-same-model` the
+             very model sayo loads (`sayo.models.load_policy`, matmul patch embedding)
   sayo       `sayo.train.grpo.grpo_step`, rewards accuracy + format (no attention capture): the
              fair throughput comparison with TRL
   sayo+attn  the same with the region-attention reward on (`AttentionCapture` hooks in the scoring
              forward): its share of the step is the time inside the hooks / the step time
+  rows       sayo with `grpo.pack_groups=false` (one row per rollout in scoring and update, as TRL):
+             what packing each group behind one copy of its prompt adds
 
 How they interleave: TRL's own training loop runs; after each TRL optimizer step a callback runs
 one step of each sayo variant. Each variant keeps its own torch RNG stream (saved and restored
@@ -18,12 +22,14 @@ each is a warm-up; the report gives medians over the next `--steps`. A TRL step 
 from the end of the previous callback to TRL's `on_step_end` (batch fetch, generation, scoring,
 loss, backward, optimizer); a sayo step is the wall time of the `grpo_step` call.
 
-Differences that remain, by design of each library (they are part of what is measured):
-  - with μ = 1 TRL reuses the loss forward's log-probs as the "old" ones; sayo always runs one
-    no-grad scoring forward (it also yields the entropies and the attention capture), so sayo does
-    one forward more per step;
-  - TRL suppresses only the image placeholder during sampling, sayo every special token;
-  - completion lengths differ by sampling, so completion tokens/s is reported next to step time.
+Where sayo's step differs from TRL's (all exact reformulations, each tested equal to the plain
+computation): the vision patch embedding is a matmul, not a Conv3d (`sayo.models.patch_embed`);
+each prompt's image goes through the vision tower once per forward, not once per rollout
+(`sayo.vision`); scoring, reference and update forwards run each prompt once with its G
+completions behind it under a block mask (`sayo.packing`); with μ = 1 both reuse the loss
+forward's log-probs as the "old" ones. TRL suppresses only the image placeholder during sampling,
+sayo every special token; completion lengths differ by sampling, so completion tokens/s is reported
+next to step time.
 Settings aligned on TRL's side (its defaults differ): gradient checkpointing off (sayo's tiny
 recipe has it off), constant learning rate, bf16 off, no dataset shuffling (the dataset is laid out
 in sayo's sampler order instead), no logging.
@@ -150,9 +156,12 @@ def build_dataset(out: Path, num_samples: int) -> Path:
     return out
 
 
-def sayo_config(args: argparse.Namespace, data: Path, work: Path, weights: dict[str, float]) -> TrainConfig:
+def sayo_config(
+    args: argparse.Namespace, data: Path, work: Path, weights: dict[str, float], pack: bool = True
+) -> TrainConfig:
     """The tiny recipe's GRPO section (configs/tiny.yaml) with the benchmark's shape."""
     grpo = GRPOConfig(
+        pack_groups=pack,
         init_from="model",
         max_steps=args.steps + 1,
         prompts_per_step=args.prompts,
@@ -223,11 +232,12 @@ def trl_rewards(tolerance: float) -> list[Callable[..., list[float]]]:
     return [accuracy, format_]
 
 
-def trl_trainer(cfg: TrainConfig, work: Path, callback: Any) -> Any:
+def trl_trainer(cfg: TrainConfig, work: Path, callback: Any, same_model: bool) -> Any:
+    from transformers import AutoModelForImageTextToText
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
-    from sayo.models import load_policy
+    from sayo.models import load_policy, resolve_model_path
 
     grpo = cfg.grpo
     args = TRLConfig(
@@ -261,6 +271,10 @@ def trl_trainer(cfg: TrainConfig, work: Path, callback: Any) -> Any:
         use_vllm=False,
     )
     model, processor = load_policy(cfg.model.name_or_path, device="cpu")
+    if not same_model:  # what a TRL user loads: transformers' own modules (Conv3d patch embedding)
+        model = AutoModelForImageTextToText.from_pretrained(
+            resolve_model_path(cfg.model.name_or_path), dtype=torch.float32, attn_implementation="sdpa"
+        )
     return GRPOTrainer(
         model=model,
         reward_funcs=trl_rewards(cfg.rewards.numeric_tolerance),
@@ -336,8 +350,9 @@ def versions() -> str:
 
 
 def print_report(args: argparse.Namespace, rows: list[Summary]) -> None:
-    trl_row, plain, attn = rows
-    print(f"\n== one GRPO step, sayo vs TRL GRPOTrainer ({versions()})")
+    trl_row, plain, attn, *ablations = rows
+    trl_model = "the same model object as sayo" if args.trl_same_model else "transformers' stock modules"
+    print(f"\n== one GRPO step, sayo vs TRL GRPOTrainer ({versions()}); TRL's policy: {trl_model}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
         f"no GPU | P={args.prompts} prompts × G={args.group_size} rollouts, "
@@ -365,6 +380,8 @@ def print_report(args: argparse.Namespace, rows: list[Summary]) -> None:
         f"-> {verdict} the >= 1.5x target; completion tokens/s {plain.tokens_per_s / trl_row.tokens_per_s:.2f}x; "
         f"by fastest step {trl_row.fastest / plain.fastest:.2f}x; by CPU time {trl_row.cpu_seconds / plain.cpu_seconds:.2f}x"
     )
+    for row in ablations:
+        print(f"  {row.name}: rollouts/s {row.rollouts_per_s / trl_row.rollouts_per_s:.2f}x TRL")
     assert attn.capture_share is not None
     verdict = "meets" if attn.capture_share <= 0.03 else "MISSES"
     print(
@@ -398,6 +415,11 @@ def main() -> None:
         default=None,
         help="torch threads (default: torch's; 1 is steadier on a busy CPU)",
     )
+    parser.add_argument(
+        "--trl-same-model",
+        action="store_true",
+        help="give TRL sayo's loaded policy (its matmul patch embedding) instead of transformers' stock one",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -410,10 +432,14 @@ def main() -> None:
             sayo_variant(
                 "sayo+attn (+ region attention)", sayo_config(args, data, work / "attn", WITH_ATTENTION)
             ),
+            sayo_variant(  # what packing the groups adds (sayo.packing): one row per rollout instead
+                "sayo, one row per rollout",
+                sayo_config(args, data, work / "rows", ACCURACY_FORMAT, pack=False),
+            ),
         ]
         rows = args.prompts * args.group_size
         callback = interleaver(variants, rows)
-        trainer = trl_trainer(plain_cfg, work, callback)
+        trainer = trl_trainer(plain_cfg, work, callback, same_model=args.trl_same_model)
         callback.trainer = trainer
         clock_method(trainer, "_generate", callback.generation)
         trainer.train()
@@ -421,6 +447,7 @@ def main() -> None:
             summarize("TRL GRPOTrainer (accuracy+format)", callback.steps, with_capture=False),
             summarize(variants[0].name, variants[0].steps, with_capture=False),
             summarize(variants[1].name, variants[1].steps, with_capture=True),
+            summarize(variants[2].name, variants[2].steps, with_capture=False),
         ]
     print_report(args, summaries)
 

@@ -120,15 +120,20 @@ class CaptureRequest:
     seconds: float = 0.0  # wall time spent inside the capture hooks (exact on CPU; launch time on GPU)
 
 
-def _chunks(query_index: Tensor, attention_mask: Tensor, size: int) -> list[_Chunk]:
-    seq = attention_mask.shape[1]
-    positions = torch.arange(seq, device=attention_mask.device)  # [S]
+def _chunks(
+    query_index: Tensor, attention_mask: Tensor | None, size: int, visible_keys: Tensor | None = None
+) -> list[_Chunk]:
     chunks = []
     for start in range(0, query_index.shape[1], size):
         qidx = query_index[:, start : start + size]  # [B, q]
-        visible = attention_mask.bool()[:, None, :] & (
-            positions[None, None, :] <= qidx[:, :, None]
-        )  # [B, q, S]
+        if visible_keys is not None:  # the model's own query × key mask
+            visible = visible_keys.gather(1, qidx[:, :, None].expand(-1, -1, visible_keys.shape[2]))
+        else:  # causal and padding
+            assert attention_mask is not None
+            positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # [S]
+            visible = attention_mask.bool()[:, None, :] & (
+                positions[None, None, :] <= qidx[:, :, None]
+            )  # [B, q, S]
         bias = torch.zeros(visible.shape, device=visible.device).masked_fill_(~visible, float("-inf"))
         chunks.append(_Chunk(qidx, bias[:, None, None]))  # [B, 1, 1, q, S]
     return chunks
@@ -165,19 +170,32 @@ class AttentionCapture:
 
     @contextmanager
     def record(
-        self, query_index: Tensor, key_index: Tensor, attention_mask: Tensor
+        self,
+        query_index: Tensor,
+        key_index: Tensor,
+        attention_mask: Tensor | None,
+        visible_keys: Tensor | None = None,
     ) -> Iterator[CaptureRequest]:
         """Install the hooks for one forward; they are removed on exit, even on error.
 
         Args:
             query_index: [B, Q] sequence positions of the queries.
             key_index: [B, K] sequence positions of the keys to report (image tokens).
-            attention_mask: [B, S] the 2-D padding mask given to the model (1 = real token).
+            attention_mask: [B, S] the 2-D padding mask given to the model (1 = real token); the
+                model attends causally within it.
+            visible_keys: instead of `attention_mask`, the [B, S, S] query × key mask the model was
+                given (e.g. `sayo.packing`'s block mask).
         """
-        if query_index.dim() != 2 or key_index.dim() != 2 or attention_mask.dim() != 2:
-            raise ValueError("query_index, key_index and attention_mask must be 2-D [B, ·] tensors")
+        if query_index.dim() != 2 or key_index.dim() != 2:
+            raise ValueError("query_index and key_index must be 2-D [B, ·] tensors")
+        if (attention_mask is None) == (visible_keys is None):
+            raise ValueError("give exactly one of attention_mask [B, S] and visible_keys [B, S, S]")
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be 2-D [B, S], got {tuple(attention_mask.shape)}")
+        if visible_keys is not None and visible_keys.dim() != 3:
+            raise ValueError(f"visible_keys must be 3-D [B, S, S], got {tuple(visible_keys.shape)}")
         query_index = query_index.long()
-        chunks = _chunks(query_index, attention_mask, self.query_chunk)
+        chunks = _chunks(query_index, attention_mask, self.query_chunk, visible_keys)
         request = CaptureRequest(query_index, key_index.long(), chunks)
         handles = []
         try:

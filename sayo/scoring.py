@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.packing import PackedGroups
 from sayo.rewards.attention import region_share
 from sayo.rewards.entropy import token_entropy, token_logprobs
 
@@ -75,6 +76,12 @@ def completion_logits(
     return out.logits[:, :-1].float() / temperature  # [B, T, V]
 
 
+def packed_completion_logits(model: nn.Module, packed: PackedGroups, temperature: float = 1.0) -> Tensor:
+    """`completion_logits` of grouped rollouts laid out by `sayo.packing.pack_groups`: [P·g, T, V]."""
+    out = model(**packed.inputs, use_cache=False, logits_to_keep=packed.keep)
+    return packed.unpack(out.logits).float() / temperature
+
+
 def score_rollouts(
     model: nn.Module,
     prompt_inputs: Mapping[str, Any],
@@ -86,6 +93,7 @@ def score_rollouts(
     region_mask: Tensor | None = None,
     temperature: float = 1.0,
     keep_graph: bool = False,
+    packed: PackedGroups | None = None,
 ) -> RolloutScores:
     """One forward: log-probs, entropies and (optionally) attention on the image.
 
@@ -99,8 +107,15 @@ def score_rollouts(
         image_token_id: id of the `<|image_pad|>` placeholder (model.config.image_token_id).
         capture: attention hooks on the chosen layers; None skips the capture.
         region_mask: [B, P] True on the prompt's image tokens inside the target region(s).
+        packed: the same rollouts laid out one sequence per group (`sayo.packing.pack_groups`);
+            when given, the forward runs on it (`prompt_inputs` is not used) and gives the same
+            values per row.
     """
     with torch.set_grad_enabled(keep_graph):
+        if packed is not None:
+            return _score_packed(
+                model, packed, completion_ids, image_token_id, capture, region_mask, temperature
+            )
         return _score(
             model,
             prompt_inputs,
@@ -137,6 +152,38 @@ def _score(
     with capture.record(query_index, key_index, attention_mask) as request:
         logits = completion_logits(model, prompt_inputs, completion_ids, completion_mask, temperature)
     attention = capture.result(request) * image_keys[:, None, :]  # [B, T, K]
+    return _with_attention(logits, completion_ids, attention, key_index, image_keys, region_mask)
+
+
+def _score_packed(
+    model: nn.Module,
+    packed: PackedGroups,
+    completion_ids: Tensor,
+    image_token_id: int,
+    capture: AttentionCapture | None,
+    region_mask: Tensor | None,
+    temperature: float,
+) -> RolloutScores:
+    if capture is None:
+        logits = packed_completion_logits(model, packed, temperature)
+        return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits.detach()))
+    key_index, image_keys = positions_from_mask(packed.prompt_ids == image_token_id)  # [P, K]
+    query_index = packed.keep.expand(key_index.shape[0], -1)  # [P, g·T]
+    with capture.record(query_index, key_index, None, visible_keys=packed.visible) as request:
+        logits = packed_completion_logits(model, packed, temperature)
+    key_index, image_keys = packed.rows(key_index), packed.rows(image_keys)  # [B, K]
+    attention = packed.unpack(capture.result(request)) * image_keys[:, None, :]  # [B, T, K]
+    return _with_attention(logits, completion_ids, attention, key_index, image_keys, region_mask)
+
+
+def _with_attention(
+    logits: Tensor,
+    completion_ids: Tensor,
+    attention: Tensor,
+    key_index: Tensor,
+    image_keys: Tensor,
+    region_mask: Tensor | None,
+) -> RolloutScores:
     region_keys = torch.zeros_like(image_keys)
     if region_mask is not None:
         region_keys = region_mask.gather(1, key_index) & image_keys  # [B, K]

@@ -267,3 +267,77 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
     for name, value in weights_a.items():
         torch.testing.assert_close(value, weights_b[name], rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(weights_a[k], before[k]) for k in before)  # the update did something
+
+
+def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
+    """Scoring each prompt once with its group behind it (sayo.packing) changes no reward, log-prob
+    or update; a chunk mixing unequal parts of groups falls back to one row per rollout."""
+    import copy
+
+    from sayo.grpo import group_advantages
+    from sayo.train import grpo as grpo_module
+    from sayo.train.rollouts import generate, make_chunks, score
+
+    cfg = _config(tmp_path, tiny_dataset, "grpo.micro_batch_size=8", "grpo.beta=0.1")
+    session = grpo_module._setup(cfg)
+    assert session.capture is not None  # the region-attention reward is on
+    policy = session.policy
+    samples, images = session.data.batch([0, 1])
+    image_token_id = policy.model.config.image_token_id
+    chunks = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
+    torch.manual_seed(0)
+    generate(policy.model, policy.processor, chunks, cfg.grpo)
+    before = copy.deepcopy(policy.model.state_dict())
+    results = []
+    for packed in (True, False):
+        policy.model.load_state_dict(before)
+        policy.engine.optimizer.state.clear()
+        for chunk in chunks:
+            chunk.packed = None
+        score(
+            policy.model,
+            session.reference,
+            chunks,
+            session.capture,
+            cfg.rewards,
+            1.0,
+            image_token_id,
+            keep_graph=True,
+            pack_groups=packed,
+        )
+        assert (chunks[0].packed is not None) == packed
+        total, components = grpo_module.compute_rewards(chunks, cfg)
+        old, ref = chunks[0].old_logps.clone(), chunks[0].ref_logps.clone()
+        grads = {}
+        step = policy.engine.step
+
+        def keep_grads(step=step, grads=grads):  # the gradients the optimizer receives
+            grads.update(
+                {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+            )
+            return step()
+
+        policy.engine.step = keep_grads
+        try:
+            stats = grpo_module.update(policy, chunks, group_advantages(total, 4), cfg)
+        finally:
+            policy.engine.step = step
+        results.append((components, old, ref, stats, grads))
+    (comp_a, old_a, ref_a, stats_a, grads_a), (comp_b, old_b, ref_b, stats_b, grads_b) = results
+    mask = chunks[0].mask
+    torch.testing.assert_close(old_a[mask], old_b[mask], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ref_a[mask], ref_b[mask], rtol=1e-4, atol=1e-5)
+    for name in comp_a:
+        torch.testing.assert_close(comp_a[name].float(), comp_b[name].float(), rtol=1e-4, atol=1e-5)
+    assert stats_a["loss"] == pytest.approx(stats_b["loss"], abs=1e-5)
+    assert stats_a["kl"] == pytest.approx(stats_b["kl"], abs=1e-6)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 50
+    assert max(float(g.abs().max()) for g in grads_a.values()) > 1e-3  # gradients of some size
+    for name, value in grads_a.items():
+        torch.testing.assert_close(value, grads_b[name], rtol=1e-3, atol=1e-6)
+
+    split = make_chunks(policy.processor, samples, images, 4, 6, image_token_id, "cpu")  # 6 + 2 rows
+    generate(policy.model, policy.processor, split, cfg.grpo)
+    score(policy.model, session.reference, split, session.capture, cfg.rewards, 1.0, image_token_id)
+    assert [c.packed is not None for c in split] == [False, True]  # 4 + 2 rows: no; 2 rows of one prompt: yes
+    assert all(c.old_logps is not None and c.region_attention is not None for c in split)

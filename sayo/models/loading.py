@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
+from sayo.models.patch_embed import use_linear_patch_embed
 from sayo.models.processor import load_processor
 from sayo.models.tiny import TinySpec, save_tiny
 
@@ -79,7 +80,8 @@ def load_policy(
         device: where to put the model; default CUDA if available, else CPU.
         attn_implementation: the model's own attention kernel (`sdpa`, `flash_attention_2`, `eager`).
     Returns:
-        `(model, processor)`, the model in eval mode.
+        `(model, processor)`, the model in eval mode, its vision patch embedding computed as a matmul
+        (`sayo.models.patch_embed`: same weights and outputs, several times faster than Conv3d).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = resolve_model_path(name_or_path)
@@ -95,4 +97,5 @@ def load_policy(
             f"in the Hugging Face cache (download it first with `hf download {name_or_path}`, or pass a path). "
             f"Cause: {err}"
         ) from err
+    use_linear_patch_embed(model)
     return model.to(device).eval(), processor  # type: ignore[arg-type]  # transformers' typed `to` wrapper

@@ -32,7 +32,7 @@ from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.grpo import group_advantages, policy_loss
 from sayo.rewards import accuracy_reward, combine_rewards, format_reward, token_logprobs
-from sayo.scoring import completion_logits
+from sayo.scoring import completion_logits, packed_completion_logits
 from sayo.tracking import StageRun
 from sayo.train.checkpoint import save_final
 from sayo.train.config import TrainConfig
@@ -45,7 +45,7 @@ from sayo.train.policy import (
     save_training_checkpoint,
 )
 from sayo.train.probes import log_probes
-from sayo.train.rollouts import Chunk, generate, make_chunks, score
+from sayo.train.rollouts import Chunk, forward_inputs, generate, image_features, make_chunks, score
 from sayo.train.runtime import check_finite, seed_everything
 from sayo.train.sft import StageResult
 
@@ -88,9 +88,11 @@ def compute_rewards(chunks: list[Chunk], cfg: TrainConfig) -> tuple[torch.Tensor
 def _policy_logps(model: Any, chunk: Chunk, temperature: float) -> torch.Tensor:
     """[b, T] log-probs of the chunk's completions under the current policy, with grad."""
     assert chunk.completion_ids is not None and chunk.mask is not None
-    logits = completion_logits(
-        model, chunk.prompts, chunk.completion_ids, chunk.mask, temperature
-    )  # [b, T, V]
+    inputs, packed = forward_inputs(model, chunk, image_features(model, chunk, grad=True))
+    if packed is not None:
+        logits = packed_completion_logits(model, packed, temperature)  # [b, T, V]
+    else:
+        logits = completion_logits(model, inputs, chunk.completion_ids, chunk.mask, temperature)
     return token_logprobs(logits, chunk.completion_ids)  # [b, T]
 
 
@@ -203,6 +205,7 @@ def grpo_step(
         grpo.temperature,
         image_token_id,
         keep_graph=fused,
+        pack_groups=grpo.pack_groups,
     )
     total, components = compute_rewards(chunks, cfg)
     advantages = group_advantages(total, grpo.group_size, scale=grpo.advantage_scale)  # [B]

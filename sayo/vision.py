@@ -1,0 +1,85 @@
+"""Each distinct image of a batch through the vision tower once, whatever number of rows show it.
+
+A GRPO batch shows every prompt's image in G rows. Feeding the processor's repeated
+`pixel_values` to the model runs the vision tower G times on the same patches in every forward
+(generation prefill, scoring, reference, update) — most of the step on a small language model, and
+a large share on a real one (a 675 M-parameter ViT over ~1k patches per image for Qwen2.5-VL).
+`SharedImages` keeps the patches of the distinct images and which one each row shows;
+`encode` runs the tower on those only and hands each row its image's features, which the model
+takes as `mm_encoder_outputs` (transformers' precomputed-encoder input: the same embedding
+scatter and M-RoPE positions as from pixels, tested equal). Gradients through shared features
+add up over the rows that use them, exactly as with repeated pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+
+@dataclass
+class SharedImages:
+    """The distinct images of a batch (one image per row) and the image of each row.
+
+    pixel_values: [patches, D] the distinct images' patches, concatenated in image order
+    grid_thw: [N, 3] their (t, h, w) patch grids
+    row_image: for each row, the index of its image among the N distinct ones
+    """
+
+    pixel_values: Tensor
+    grid_thw: Tensor
+    row_image: list[int]
+
+    @classmethod
+    def select(cls, prompts: Mapping[str, Tensor], rows: Sequence[int]) -> SharedImages:
+        """The images of `rows` (repeats allowed) of a one-image-per-row processor batch, each once."""
+        grid = prompts["image_grid_thw"]  # [N, 3]
+        if grid.shape[0] != prompts["input_ids"].shape[0]:
+            raise ValueError(
+                f"SharedImages needs one image per row: {grid.shape[0]} images for "
+                f"{prompts['input_ids'].shape[0]} rows"
+            )
+        sizes = grid.prod(dim=-1).tolist()  # patches per image
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        distinct = list(dict.fromkeys(rows))  # first-seen order
+        pixels = [prompts["pixel_values"][starts[i] : starts[i] + sizes[i]] for i in distinct]
+        return cls(torch.cat(pixels), grid[distinct], [distinct.index(r) for r in rows])
+
+    def to(self, device: str | torch.device) -> SharedImages:
+        return SharedImages(self.pixel_values.to(device), self.grid_thw.to(device), self.row_image)
+
+    def encode(self, model: Any) -> tuple[Tensor, ...]:
+        """Features of each distinct image ([tokens_i, hidden] each), the tower run once per image."""
+        out = model.get_image_features(self.pixel_values, self.grid_thw, return_dict=True)
+        return tuple(out.pooler_output)
+
+    def per_row(self, features: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """Each row's image features, from `encode`'s per-image ones."""
+        return tuple(features[i] for i in self.row_image)
+
+    def groups(self) -> tuple[list[int], int] | None:
+        """(first row of each image, rows per image) when each image's rows are contiguous and
+        equally many (a chunk of whole or equal partial GRPO groups), else None."""
+        counts = [self.row_image.count(i) for i in range(len(self.grid_thw))]
+        size = counts[0]
+        if any(c != size for c in counts) or self.row_image != [
+            i for i in range(len(counts)) for _ in range(size)
+        ]:
+            return None
+        return [i * size for i in range(len(counts))], size
+
+
+def encoder_inputs(features: Sequence[Tensor]) -> dict[str, Any]:
+    """Model/generate kwargs that feed precomputed per-row image features instead of pixels."""
+    outputs = BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]  # per image
+    return {"mm_encoder_outputs": {"image": outputs}}
+
+
+def vision_trains(model: nn.Module) -> bool:
+    """Whether any vision-tower parameter takes gradients (False under LoRA or a frozen tower)."""
+    return any(p.requires_grad for name, p in model.named_parameters() if ".visual." in f".{name}")

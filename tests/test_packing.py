@@ -1,0 +1,251 @@
+"""Fast paths of the GRPO step give the values of the plain one-row-per-rollout forward.
+
+- `sayo.models.patch_embed`: the Conv3d patch embedding as a matmul (values and gradients);
+- `sayo.vision.SharedImages`: each distinct image through the vision tower once (values,
+  gradients, sampled generation);
+- `sayo.packing`: each group's prompt once, its completions behind it under a block mask
+  (log-probs, entropies, attention capture, gradients; SDPA and eager; LoRA).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import chat_prompt
+from PIL import Image
+
+from sayo.attention import AttentionCapture
+from sayo.models.patch_embed import LinearPatchConv3d, use_linear_patch_embed
+from sayo.packing import pack_groups, packable
+from sayo.prompts import select_rows
+from sayo.rewards import token_logprobs
+from sayo.rollout import generate_completions, stop_and_suppress
+from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
+from sayo.vision import SharedImages, encoder_inputs, vision_trains
+
+GROUP = 3
+
+
+@pytest.fixture(scope="module")
+def grouped(tiny):
+    """Two noisy images of different sizes, prompts of different lengths, 3 rollouts each."""
+    _, processor = tiny
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 255, (140, 112, 3), dtype=np.uint8)),
+    ]
+    texts = [
+        chat_prompt(processor, "What colour is the square in the top left?"),
+        chat_prompt(processor, "Hi"),
+    ]
+    processor.tokenizer.padding_side = "left"
+    unique = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    rows = [i // GROUP for i in range(2 * GROUP)]
+    prompts = select_rows(unique, rows)
+    shared = SharedImages.select(unique, rows)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 300, (2 * GROUP, 6), generator=gen)
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 3:] = False  # completions of different lengths (right padding)
+    mask[4, 1:] = False
+    ids = ids.masked_fill(~mask, processor.tokenizer.pad_token_id)
+    return unique, prompts, shared, ids, mask
+
+
+def _text(prompts):
+    return {k: v for k, v in prompts.items() if k != "pixel_values"}
+
+
+def _packed(model, prompts, shared, features, ids, mask):
+    first, size = shared.groups()
+    per_prompt = {k: v[first] for k, v in _text(prompts).items()}
+    return pack_groups(model, per_prompt, features, ids, mask, size)
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same_grads(a, b):
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+# --- the patch embedding --------------------------------------------------------------------
+
+
+def test_linear_patch_embed_equals_the_conv(tiny, grouped):
+    model, _ = tiny
+    fast = copy.deepcopy(model)
+    assert use_linear_patch_embed(fast) == 1
+    assert isinstance(fast.model.visual.patch_embed.proj, LinearPatchConv3d)
+    assert fast.state_dict().keys() == model.state_dict().keys()  # checkpoints are unaffected
+    unique = grouped[0]
+    fast.train()
+    model.train()
+    outputs = []
+    for m in (model, fast):
+        m.zero_grad()
+        feats = m.model.get_image_features(unique["pixel_values"], unique["image_grid_thw"], return_dict=True)
+        out = torch.cat(feats.pooler_output)
+        out.square().mean().backward()
+        outputs.append((out.detach(), m.model.visual.patch_embed.proj.weight.grad.clone()))
+    model.eval()
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-4, atol=1e-6)
+    model.zero_grad()
+
+
+def test_linear_patch_conv_falls_back_and_leaves_other_convs_alone():
+    overlapping = torch.nn.Conv3d(3, 4, (2, 4, 4), stride=(1, 2, 2))
+    net = torch.nn.Sequential(overlapping, torch.nn.Conv3d(3, 4, (2, 4, 4), stride=(2, 4, 4), bias=True))
+    assert use_linear_patch_embed(net) == 1 and type(overlapping) is torch.nn.Conv3d
+    patch = net[1]
+    x = torch.randn(5, 3, 2, 8, 8)  # more than one kernel per input: the convolution itself
+    torch.testing.assert_close(
+        patch(x), torch.nn.functional.conv3d(x, patch.weight, patch.bias, stride=(2, 4, 4))
+    )
+    one = torch.randn(5, 3, 2, 4, 4)  # one kernel per input, with bias
+    want = torch.nn.functional.conv3d(one, patch.weight, patch.bias, stride=(2, 4, 4))
+    torch.testing.assert_close(patch(one), want, rtol=1e-5, atol=1e-5)
+
+
+# --- shared images --------------------------------------------------------------------------
+
+
+def test_shared_images_give_the_pixel_forward_and_its_gradients(tiny, grouped):
+    model, _ = tiny
+    _, prompts, shared, ids, mask = grouped
+    assert shared.pixel_values.shape[0] * GROUP == prompts["pixel_values"].shape[0]
+    assert vision_trains(model)
+    model.train()
+    results = []
+    for inputs in (
+        prompts,
+        lambda: {**_text(prompts), **encoder_inputs(shared.per_row(shared.encode(model)))},
+    ):
+        model.zero_grad()
+        logits = completion_logits(model, inputs() if callable(inputs) else inputs, ids, mask)
+        logps = token_logprobs(logits, ids)
+        (logps * mask).sum().backward()
+        results.append((logps.detach(), _grads(model)))
+    model.eval()
+    torch.testing.assert_close(results[0][0][mask], results[1][0][mask], rtol=1e-5, atol=1e-5)
+    _assert_same_grads(results[0][1], results[1][1])
+    model.zero_grad()
+
+
+def test_shared_images_sample_the_same_completions(tiny, grouped):
+    model, processor = tiny
+    _, prompts, shared, _, _ = grouped
+    stop = stop_and_suppress(processor.tokenizer, model)
+    sampled = []
+    for inputs in (prompts, {**_text(prompts), **encoder_inputs(shared.per_row(shared.encode(model)))}):
+        torch.manual_seed(3)
+        sampled.append(generate_completions(model, inputs, max_new_tokens=8, temperature=1.0, **stop)[0])
+    assert torch.equal(sampled[0], sampled[1])
+    assert len({tuple(r.tolist()) for r in sampled[0]}) > 1  # sampled, not one repeated row
+
+
+def test_groups_need_contiguous_equal_rows(grouped):
+    unique = grouped[0]
+    assert SharedImages.select(unique, [0, 0, 1, 1]).groups() == ([0, 2], 2)
+    assert SharedImages.select(unique, [0, 0, 0, 1]).groups() is None  # a partial group
+    assert SharedImages.select(unique, [0, 1, 0, 1]).groups() is None  # interleaved
+    with pytest.raises(ValueError, match="one image per row"):
+        SharedImages.select(
+            {"image_grid_thw": unique["image_grid_thw"][:1], "input_ids": unique["input_ids"]}, [0]
+        )
+
+
+# --- packed groups --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_groups_score_like_one_row_per_rollout(tiny, grouped, attn):
+    model = tiny[0]
+    if attn == "eager":
+        model = copy.deepcopy(model)
+        model.set_attn_implementation("eager")
+    _, prompts, shared, ids, mask = grouped
+    assert packable(model)
+    features = shared.encode(model)
+    rows = {**_text(prompts), **encoder_inputs(shared.per_row(features))}
+    packed = _packed(model, prompts, shared, features, ids, mask)
+    assert packed.inputs["input_ids"].shape[0] == 2  # one sequence per prompt
+    key = rows["input_ids"] == model.config.image_token_id
+    capture = AttentionCapture(model, layers="all")
+    kwargs = {"image_token_id": model.config.image_token_id, "capture": capture, "region_mask": key}
+    plain = score_rollouts(model, rows, ids, mask, **kwargs)
+    fast = score_rollouts(model, rows, ids, mask, packed=packed, **kwargs)
+    for name in ("logps", "entropy", "region_share"):
+        torch.testing.assert_close(
+            getattr(fast, name)[mask], getattr(plain, name)[mask], rtol=1e-4, atol=1e-5
+        )
+    torch.testing.assert_close(fast.attention[mask], plain.attention[mask], rtol=1e-4, atol=1e-6)
+    assert torch.equal(fast.image_keys, plain.image_keys)
+    assert not fast.logps.isnan().any()
+
+
+def test_packed_groups_give_the_same_gradients(tiny, grouped):
+    model, _ = tiny
+    _, prompts, shared, ids, mask = grouped
+    model.train()
+    results = []
+    for packed in (False, True):
+        model.zero_grad()
+        features = shared.encode(model)
+        if packed:
+            logits = packed_completion_logits(
+                model, _packed(model, prompts, shared, features, ids, mask), 0.7
+            )
+        else:
+            rows = {**_text(prompts), **encoder_inputs(shared.per_row(features))}
+            logits = completion_logits(model, rows, ids, mask, 0.7)
+        logps = token_logprobs(logits, ids)
+        (logps * mask * torch.linspace(-1, 1, ids.shape[0])[:, None]).sum().backward()
+        results.append(_grads(model))
+    model.eval()
+    _assert_same_grads(results[0], results[1])
+    model.zero_grad()
+
+
+def test_packed_groups_through_lora(tiny, grouped):
+    from sayo.train.config import LoraConfig
+    from sayo.train.lora import apply_lora, reference_policy
+
+    model = apply_lora(copy.deepcopy(tiny[0]), LoraConfig(enabled=True)).eval()
+    _, prompts, shared, ids, mask = grouped
+    assert packable(model) and not vision_trains(model)
+    with torch.no_grad():  # non-zero adapters, so "adapters off" differs from "on"
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    features = shared.encode(model)
+    rows = {**_text(prompts), **encoder_inputs(shared.per_row(features))}
+    packed = _packed(model, prompts, shared, features, ids, mask)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            packed_completion_logits(model, packed)[mask],
+            completion_logits(model, rows, ids, mask)[mask],
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        with reference_policy(model) as ref:
+            torch.testing.assert_close(
+                packed_completion_logits(ref, packed)[mask],
+                completion_logits(ref, rows, ids, mask)[mask],
+                rtol=1e-4,
+                atol=1e-5,
+            )
+
+
+def test_packing_needs_a_mask_taking_kernel(tiny, monkeypatch):
+    model, _ = tiny
+    monkeypatch.setattr(model.config.text_config, "_attn_implementation", "flash_attention_2")
+    assert not packable(model)
