@@ -73,6 +73,11 @@ def _rope_index(model: nn.Module) -> Any:
     return getattr(inner, "get_rope_index", None)
 
 
+def rope_index_available(model: nn.Module) -> bool:
+    """Whether the model computes its own M-RoPE positions (`get_rope_index`, Qwen2/2.5-VL)."""
+    return _rope_index(model) is not None
+
+
 def packable(model: nn.Module) -> bool:
     """Whether `pack_groups` can drive this model: M-RoPE from `get_rope_index`, a mask-taking
     attention kernel and full attention in every layer."""

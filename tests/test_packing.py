@@ -4,7 +4,8 @@
 - `sayo.vision.SharedImages`: each distinct image through the vision tower once (values,
   gradients, sampled generation);
 - `sayo.packing`: each group's prompt once, its completions behind it under a block mask
-  (log-probs, entropies, attention capture, gradients; SDPA and eager; LoRA).
+  (log-probs, entropies, attention capture, gradients; SDPA and eager; LoRA);
+- `sayo.rollout.generate_groups`: one prefill per prompt, the same samples as `generate`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sayo.models.patch_embed import LinearPatchConv3d, use_linear_patch_embed
 from sayo.packing import pack_groups, packable
 from sayo.prompts import select_rows
 from sayo.rewards import token_logprobs
-from sayo.rollout import generate_completions, stop_and_suppress
+from sayo.rollout import generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
 from sayo.vision import SharedImages, encoder_inputs, vision_trains
 
@@ -236,6 +237,15 @@ def test_packed_groups_through_lora(tiny, grouped):
             rtol=1e-4,
             atol=1e-5,
         )
+        stop = stop_and_suppress(tiny[1].tokenizer, model)
+        sampled = []
+        for generate in (
+            lambda: generate_completions(model, rows, max_new_tokens=5, **stop),
+            lambda: generate_groups(model, _text(grouped[0]), features, GROUP, max_new_tokens=5, **stop),
+        ):
+            torch.manual_seed(1)
+            sampled.append(generate()[0])
+        assert torch.equal(sampled[0], sampled[1])
         with reference_policy(model) as ref:
             torch.testing.assert_close(
                 packed_completion_logits(ref, packed)[mask],
@@ -249,3 +259,32 @@ def test_packing_needs_a_mask_taking_kernel(tiny, monkeypatch):
     model, _ = tiny
     monkeypatch.setattr(model.config.text_config, "_attn_implementation", "flash_attention_2")
     assert not packable(model)
+
+
+# --- one prefill per group --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_generate_groups_samples_what_generate_samples(tiny, grouped, top_p):
+    model, processor = tiny
+    unique, prompts, _, _, _ = grouped
+    stop = stop_and_suppress(processor.tokenizer, model)
+    per_prompt = _text(unique)
+    features = SharedImages.select(unique, [0, 1]).encode(model)
+
+    def both(**stop):
+        torch.manual_seed(7)
+        want = generate_completions(model, prompts, max_new_tokens=9, temperature=0.8, top_p=top_p, **stop)
+        torch.manual_seed(7)
+        got = generate_groups(
+            model, per_prompt, features, GROUP, max_new_tokens=9, temperature=0.8, top_p=top_p, **stop
+        )
+        return want, got
+
+    (want_ids, want_mask), (ids, mask) = both(**stop)
+    assert torch.equal(ids, want_ids) and torch.equal(mask, want_mask)
+    assert len({tuple(r.tolist()) for r in ids}) == ids.shape[0]  # G different samples per prompt
+    stop["eos_token_id"] = int(want_ids[0, 2])  # a token row 0 samples: rows now stop early
+    (want_ids, want_mask), (ids, mask) = both(**stop)
+    assert torch.equal(ids, want_ids) and torch.equal(mask, want_mask)
+    assert not mask[0].all() and (ids[~mask] == stop["pad_token_id"]).all()

@@ -143,8 +143,9 @@ class GRPOConfig:
     epsilon_high: float = 0.2
     loss_type: str = "grpo"  # grpo | bnpo | dapo | dr_grpo
     advantage_scale: str = "group"  # group | batch | none
-    # score each prompt once with its G completions behind it (sayo.packing); same values, ~G× less
-    # prompt compute; off, or automatically with flash attention, one row per rollout as in TRL
+    # share each group's prompt: one prefill per prompt in generation (its KV cache repeated G times)
+    # and scoring/update with the prompt once and its G completions behind it (sayo.packing); same
+    # values, ~G× less prompt compute. Off (or, for scoring, with flash attention): one row per rollout.
     pack_groups: bool = True
     log_every: int = 1
     probe_every: int = 25  # steps between heatmap/completion artifacts of the fixed probe set (0 = never)

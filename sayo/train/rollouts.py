@@ -22,10 +22,10 @@ from torch import Tensor
 
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
-from sayo.packing import PackedGroups, pack_groups, packable
+from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
 from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
 from sayo.rewards import region_area_fraction, region_attention_reward, select_high_entropy_tokens
-from sayo.rollout import decode_completions, generate_completions, stop_and_suppress
+from sayo.rollout import decode_completions, generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import score_rollouts
 from sayo.train.config import GRPOConfig, RewardConfig
 from sayo.vision import SharedImages, encoder_inputs, vision_trains
@@ -126,7 +126,11 @@ def generate(
     cfg: GRPOConfig,
     context: AbstractContextManager | None = None,
 ) -> None:
-    """Sample one completion per row (KV cache, temperature/top-p, stop at EOS)."""
+    """Sample one completion per row (KV cache, temperature/top-p, stop at EOS).
+
+    With `cfg.pack_groups`, a chunk of whole (or equal) groups prefills each prompt once and
+    repeats its KV cache for the group's rollouts (`generate_groups`).
+    """
     tokenizer = processor.tokenizer
     stop = stop_and_suppress(tokenizer, model)
     model.eval()
@@ -134,15 +138,26 @@ def generate(
         for chunk in chunks:
             with torch.no_grad():
                 chunk.features = chunk.images.encode(model)
-            chunk.completion_ids, chunk.mask = generate_completions(
-                model,
-                {**chunk.prompts, **encoder_inputs(chunk.images.per_row(chunk.features))},
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                do_sample=True,
-                **stop,
-            )
+            groups = chunk.images.groups() if cfg.pack_groups and rope_index_available(model) else None
+            sampling: dict[str, Any] = {
+                "max_new_tokens": cfg.max_new_tokens,
+                "temperature": cfg.temperature,
+                "top_p": cfg.top_p,
+            }
+            if groups is not None:  # one prefill per prompt, its cache repeated for the group
+                first, size = groups
+                prompts = {k: v[first] for k, v in chunk.prompts.items()}
+                chunk.completion_ids, chunk.mask = generate_groups(
+                    model, prompts, chunk.features, size, **sampling, **stop
+                )
+            else:
+                chunk.completion_ids, chunk.mask = generate_completions(
+                    model,
+                    {**chunk.prompts, **encoder_inputs(chunk.images.per_row(chunk.features))},
+                    do_sample=True,
+                    **sampling,
+                    **stop,
+                )
             chunk.texts = decode_completions(tokenizer, chunk.completion_ids, chunk.mask)
             chunk.truncated = ~(chunk.completion_ids == stop["eos_token_id"]).any(dim=1)
 
