@@ -18,7 +18,16 @@ checkpoint's original key names (it reverts its load-time renamings, e.g. Qwen2.
 the live model. LoRA models save and load only their adapters, through peft.
 
 DeepSpeed: `engine_save`/`engine_load` hooks let the engine write its own (sharded) optimizer and
-scheduler state into the checkpoint directory instead of `optimizer.pt`/`scheduler.pt`.
+scheduler state into the checkpoint directory instead of `optimizer.pt`/`scheduler.pt`; its
+checkpoint holds the module weights too, so a DeepSpeed resume restores them from there (under
+ZeRO-3 the live parameters are partitioned and cannot take a plain `load_state_dict`).
+
+Several ranks (`sayo.train.distributed`): every rank calls the save; rank 0 prepares the
+temporary directory and writes the files all ranks share (weights, processor, trainer state,
+config, marker) and renames it into place; each rank writes its own RNG state (`rng.pt` for rank
+0, `rng-rank<r>.pt` for the others) and its DeepSpeed shards; barriers order the steps. The
+weights are written inside `weights_context` (the engine's parameter gather under ZeRO-3), so
+a sharded model is saved whole.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import random
 import re
 import shutil
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +47,7 @@ import numpy as np
 import torch
 
 from sayo.config import save_config
+from sayo.train import distributed
 
 COMPLETE = "COMPLETE"
 FINAL = "final"
@@ -63,8 +74,11 @@ def save_checkpoint(
     keep_last: int,
     engine_save: EngineHook | None = None,
     generators: Mapping[str, torch.Generator] | None = None,
+    weights_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Path:
     """Write `<stage_dir>/step-<step:08d>/` atomically, then prune older step checkpoints.
+
+    Every rank calls it (see the module docstring for who writes what).
 
     Args:
         model: an HF model, or a peft `PeftModel` (then only its adapters are saved).
@@ -74,28 +88,40 @@ def save_checkpoint(
         keep_last: step checkpoints kept after this one is written (0 = keep all).
         engine_save: DeepSpeed hook called with the (temporary) directory; replaces `optimizer.pt`.
         generators: extra torch generators (e.g. a sampler's) whose states go into `rng.pt`.
+        weights_context: entered around writing the weights (ZeRO-3: gathers the parameters).
     Returns:
         The checkpoint directory.
     """
     state_text = _json_text(trainer_state)
     target = step_dir(stage_dir, step)
+    main = distributed.is_main()
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        with weights_context():
+            if main:
+                model.save_pretrained(tmp)
+        if main:
+            processor.save_pretrained(tmp)
         if engine_save is not None:
-            engine_save(tmp)
-        elif optimizer is not None:
+            engine_save(tmp)  # collective: each rank writes its shards
+        elif optimizer is not None and main:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        if scheduler is not None:
+        if scheduler is not None and main:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(generators), tmp / "rng.pt")
-        (tmp / "trainer_state.json").write_text(state_text)
-        save_config(config, tmp / "config.yaml")
+        torch.save(_rng_state(generators), tmp / _rng_file())
+        if main:
+            (tmp / "trainer_state.json").write_text(state_text)
+            save_config(config, tmp / "config.yaml")
 
     _write_atomically(target, fill)
-    _prune(Path(stage_dir), keep_last, keep=target)
+    if main:
+        _prune(Path(stage_dir), keep_last, keep=target)
+    distributed.barrier()
     return target
+
+
+def _rng_file() -> str:
+    return "rng.pt" if distributed.rank() == 0 else f"rng-rank{distributed.rank()}.pt"
 
 
 def latest_checkpoint(stage_dir: Path) -> Path | None:
@@ -112,61 +138,97 @@ def load_checkpoint(
     scheduler: Any | None,
     engine_load: EngineHook | None = None,
     generators: Mapping[str, torch.Generator] | None = None,
+    weights_from_engine: bool = False,
 ) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and every RNG from a checkpoint; return trainer_state.
 
     The model must have the checkpoint's architecture (and, for peft, the same adapters);
-    `engine_load` (DeepSpeed) replaces reading `optimizer.pt`.
+    `engine_load` replaces reading `optimizer.pt`; with `weights_from_engine` (ZeRO-3, whose
+    partitioned parameters cannot take a plain `load_state_dict`) it restores the weights too, from
+    the engine's own checkpoint. Each rank reads its own RNG state.
     """
     path = Path(path)
     if not (path / COMPLETE).exists():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE} marker)")
-    if hasattr(model, "peft_config"):
-        _load_adapters(model, path)
-    else:
-        _load_full_weights(model, path)
+    rng_path = path / _rng_file()
+    if not rng_path.exists():
+        raise FileNotFoundError(
+            f"{rng_path} is missing: the checkpoint was written by fewer ranks than this run has "
+            f"({distributed.world_size()}); resume with the same number of processes"
+        )
+    if not weights_from_engine:
+        if hasattr(model, "peft_config"):
+            _load_adapters(model, path)
+        else:
+            _load_full_weights(model, path)
     if engine_load is not None:
         engine_load(path)
     elif optimizer is not None:
         optimizer.load_state_dict(_torch_load(path / "optimizer.pt"))
     if scheduler is not None:
         scheduler.load_state_dict(_torch_load(path / "scheduler.pt"))
-    _set_rng_state(_torch_load(path / "rng.pt"), generators)
+    _set_rng_state(_torch_load(rng_path), generators)
     state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
     return state
 
 
-def save_final(stage_dir: Path, *, model: Any, processor: Any, config: Any) -> Path:
+def save_final(
+    stage_dir: Path,
+    *,
+    model: Any,
+    processor: Any,
+    config: Any,
+    weights_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Path:
     """Write `<stage_dir>/final/`: a plain HF directory for `sayo.models.load_policy`, atomically.
 
-    A peft model is merged into its base first, on a deep copy, so training can go on.
+    A peft model is merged into its base first, on a deep copy, so training can go on. Every rank
+    calls it; rank 0 writes, inside `weights_context` (ZeRO-3: the gathered parameters).
     """
     target = Path(stage_dir) / FINAL
+    main = distributed.is_main()
 
     def fill(tmp: Path) -> None:
-        plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "peft_config") else model
-        plain.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        save_config(config, tmp / "config.yaml")
+        with weights_context():
+            if main:
+                plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "peft_config") else model
+                plain.save_pretrained(tmp)
+        if main:
+            processor.save_pretrained(tmp)
+            save_config(config, tmp / "config.yaml")
 
-    return _write_atomically(target, fill)
+    target = _write_atomically(target, fill)
+    distributed.barrier()
+    return target
 
 
 def _write_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
-    """Build `target` in a hidden temp dir beside it, mark it COMPLETE, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Build `target` in a hidden temp dir beside it, mark it COMPLETE, then rename it into place.
+
+    With several ranks, every rank runs `fill` into the same temp dir; rank 0 alone creates,
+    marks and renames it (a shared filesystem is assumed, as for DeepSpeed checkpoints).
+    """
+    main = distributed.is_main()
     tmp = target.parent / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed earlier save
-    tmp.mkdir()
+    if main:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed earlier save
+        tmp.mkdir()
+    distributed.barrier()
     try:
         fill(tmp)
-        for file in (f for f in tmp.rglob("*") if f.is_file()):  # on disk before the marker says so
-            with file.open("rb") as handle:
-                os.fsync(handle.fileno())
-        (tmp / COMPLETE).write_text("")
+        distributed.barrier()  # every rank's files are in
+        if main:
+            for file in (f for f in tmp.rglob("*") if f.is_file()):  # on disk before the marker says so
+                with file.open("rb") as handle:
+                    os.fsync(handle.fileno())
+            (tmp / COMPLETE).write_text("")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not main:
+        return target
     old = target.parent / f".{target.name}.old"
     if target.exists():  # re-saving the same step (or final): swap, then drop the old one
         shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ e.g. nanoGPT/TRL), and the warm-up starts at lr 0 like `transformers`' schedules
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -97,6 +98,7 @@ class Engine(Protocol):
     model: nn.Module  # the module to call forward on (a DeepSpeed engine under DeepSpeed)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    partitions_weights: bool  # ZeRO-3: no rank holds whole parameters outside `generation_context`
 
     def backward(self, loss: Tensor) -> None:
         """Accumulate gradients of a scalar loss (already divided by the accumulation count)."""
@@ -112,7 +114,10 @@ class Engine(Protocol):
         """The current learning rate (first parameter group)."""
 
     def generation_context(self) -> AbstractContextManager[Any]:
-        """Context in which `unwrap().generate(...)` sees full parameters."""
+        """Context in which `unwrap()` has its full parameters (generation, saving weights)."""
+
+    def prepare_reference(self, model: nn.Module) -> nn.Module:
+        """A frozen reference policy placed like the trained one (ZeRO-3: sharded the same way)."""
 
     def unwrap(self) -> nn.Module:
         """The HF (or peft) model, for `save_pretrained` and `generate`."""
@@ -161,8 +166,13 @@ class PlainEngine:
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
+    partitions_weights = False
+
     def generation_context(self) -> AbstractContextManager[Any]:
         return nullcontext()
+
+    def prepare_reference(self, model: nn.Module) -> nn.Module:
+        return model
 
     def unwrap(self) -> nn.Module:
         return self.model
@@ -236,6 +246,8 @@ class DeepSpeedEngineAdapter:
         self.optimizer = ds_optimizer  # DeepSpeed's (ZeRO) wrapper around our AdamW
         self.scheduler = scheduler  # stepped by DeepSpeed at each update
         self.zero_stage = int(settings.get("zero_optimization", {}).get("stage", 0))
+        self.partitions_weights = self.zero_stage == 3  # no rank holds whole parameters
+        self.settings = settings
         self.grad_accum = int(settings["gradient_accumulation_steps"])
         self._micro_batches = 0
 
@@ -277,6 +289,21 @@ class DeepSpeedEngineAdapter:
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(list(self.unwrap().parameters()), modifier_rank=None)
+
+    def prepare_reference(self, model: nn.Module) -> nn.Module:
+        """ZeRO-3: the frozen reference goes through `deepspeed.initialize` too (no optimizer), so
+        it is partitioned over the ranks like the policy instead of a whole copy on every GPU
+        (as TRL prepares its reference). ZeRO-0/1/2 keep whole weights: it is only moved."""
+        if self.zero_stage != 3:
+            return model.to(self.model.device)
+        import deepspeed
+
+        settings = copy.deepcopy(self.settings)
+        settings.pop("optimizer", None)
+        settings.pop("scheduler", None)
+        engine, *_ = deepspeed.initialize(model=model, config=settings)
+        reference: nn.Module = engine.module.eval()
+        return reference
 
     def unwrap(self) -> nn.Module:
         module: nn.Module = self.model.module

@@ -34,10 +34,11 @@ from sayo.grpo import group_advantages, policy_loss
 from sayo.rewards import accuracy_reward, combine_rewards, format_reward, token_logprobs
 from sayo.scoring import completion_logits, packed_completion_logits
 from sayo.tracking import StageRun
+from sayo.train import distributed
 from sayo.train.checkpoint import save_final
 from sayo.train.config import TrainConfig
 from sayo.train.data import EpochSampler, GroundedDataset
-from sayo.train.lora import frozen_copy, reference_policy
+from sayo.train.lora import reference_policy
 from sayo.train.policy import (
     TrainablePolicy,
     load_trainable_policy,
@@ -56,7 +57,9 @@ def reference_factory(policy: TrainablePolicy, cfg: TrainConfig) -> Callable[[],
         return None
     if cfg.model.lora.enabled:
         return lambda: reference_policy(policy.model)
-    frozen = frozen_copy(policy.model)
+    frozen = policy.reference
+    if frozen is None:
+        raise ValueError("GRPO with beta > 0 and no LoRA needs the policy loaded with frozen_reference=True")
 
     @contextmanager
     def frozen_reference() -> Iterator[Any]:
@@ -182,7 +185,10 @@ def grpo_step(
 ) -> tuple[dict, list[str]]:
     """One GRPO step (rollout → score → reward → advantage → update); returns metrics and sample ids."""
     grpo, began = cfg.grpo, time.perf_counter()
-    samples, images = data.batch(sampler.next(grpo.prompts_per_step))
+    per_rank = grpo.prompts_per_step
+    samples, images = data.batch(
+        distributed.shard(sampler.next(per_rank * distributed.world_size()), per_rank)
+    )
     image_token_id = policy.model.config.image_token_id
     chunks = make_chunks(
         policy.processor,
@@ -242,7 +248,13 @@ def _setup(cfg: TrainConfig) -> _Session:
     chunks_per_step = -(-grpo.prompts_per_step * grpo.group_size // grpo.micro_batch_size)
     steps = grpo.max_steps * grpo.mu
     policy = load_trainable_policy(
-        cfg, grpo.optim, steps, grpo.micro_batch_size, chunks_per_step, start_from=cfg.grpo_start()
+        cfg,
+        grpo.optim,
+        steps,
+        grpo.micro_batch_size,
+        chunks_per_step,
+        start_from=cfg.grpo_start(),
+        frozen_reference=grpo.beta > 0 and not cfg.model.lora.enabled,
     )
     reference = reference_factory(policy, cfg)  # the starting policy, before any checkpoint is loaded
     wants_capture = cfg.rewards.weights.get("region_attention", 0) > 0 or grpo.probe_every > 0
@@ -271,10 +283,18 @@ def train_grpo(cfg: TrainConfig) -> StageResult:
     state, last_ckpt = resume_training(session.policy, session.stage_dir, cfg)
     if last_ckpt is not None:
         session.sampler.load_state_dict(state["sampler"])
-    with StageRun(cfg.tracking, stage="grpo", params=flatten(to_dict(cfg))) as run:
+    with StageRun(
+        distributed.tracking_for_rank(cfg.tracking), stage="grpo", params=flatten(to_dict(cfg))
+    ) as run:
         metrics = _loop(session, cfg, run, state["step"], last_ckpt)
         policy = session.policy
-        final = save_final(session.stage_dir, model=policy.model, processor=policy.processor, config=cfg)
+        final = save_final(
+            session.stage_dir,
+            model=policy.model,
+            processor=policy.processor,
+            config=cfg,
+            weights_context=policy.engine.generation_context,
+        )
         run.log_dict(to_dict(cfg), "config.yaml")
         return StageResult(final, run.run_id, metrics)
 
@@ -283,11 +303,19 @@ def _loop(
     session: _Session, cfg: TrainConfig, run: StageRun, start: int, last_ckpt: Path | None
 ) -> dict[str, float]:
     grpo, metrics = cfg.grpo, dict[str, float]()
-    bar = tqdm(range(start + 1, grpo.max_steps + 1), desc="grpo", initial=start, total=grpo.max_steps)
+    bar = tqdm(
+        range(start + 1, grpo.max_steps + 1),
+        desc="grpo",
+        initial=start,
+        total=grpo.max_steps,
+        disable=not distributed.is_main(),
+    )
     for step in bar:
         metrics, ids = grpo_step(
             session.policy, session.data, session.sampler, cfg, session.capture, session.reference
         )
+        metrics = distributed.mean_over_ranks(metrics)  # every rank sees (and checks) the same values
+        ids = distributed.gather_lists(ids)
         check_finite(metrics, step=step, sample_ids=ids, last_checkpoint=last_ckpt)
         bar.set_postfix(reward=f"{metrics['reward/total_mean']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}")
         if step % grpo.log_every == 0 or step == grpo.max_steps:

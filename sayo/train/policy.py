@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,17 +11,22 @@ from sayo.models import load_policy
 from sayo.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from sayo.train.config import OptimConfig, TrainConfig
 from sayo.train.engine import Engine, build_engine
-from sayo.train.lora import apply_lora
+from sayo.train.lora import apply_lora, frozen_copy
 from sayo.train.runtime import resolve_device
 
 
 @dataclass
 class TrainablePolicy:
-    """What a trainer holds: the engine (which owns the model), the processor and the device."""
+    """What a trainer holds: the engine (which owns the model), the processor and the device.
+
+    `reference` is a frozen copy of the starting weights when one was asked for (GRPO with β > 0
+    and no LoRA), made before the engine wraps the policy and prepared by it (ZeRO-3: sharded).
+    """
 
     engine: Engine
     processor: Any
     device: str
+    reference: Any = None
 
     @property
     def model(self) -> Any:
@@ -35,9 +41,18 @@ def load_trainable_policy(
     micro_batch_size: int,
     grad_accum: int,
     start_from: str | None = None,
+    frozen_reference: bool = False,
 ) -> TrainablePolicy:
     """Load `start_from` (default `cfg.model.name_or_path`), add LoRA adapters if enabled, and wrap
-    it in a plain or DeepSpeed engine."""
+    it in a plain or DeepSpeed engine; with `frozen_reference`, also a frozen copy of the starting
+    weights (taken before any engine shards the policy)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and not cfg.deepspeed.config:
+        raise ValueError(
+            f"launched as {processes} processes (WORLD_SIZE) but deepspeed.config is empty: several "
+            "processes train data-parallel through DeepSpeed only; set "
+            "deepspeed.config=configs/deepspeed/zero2.json (or zero3.json), or run one process"
+        )
     device = resolve_device(cfg.device)
     model: Any
     model, processor = load_policy(
@@ -52,6 +67,7 @@ def load_trainable_policy(
     if cfg.model.lora.enabled:
         model = apply_lora(model, cfg.model.lora)
     model.train()
+    reference = frozen_copy(model) if frozen_reference else None
     engine = build_engine(
         model,
         optim,
@@ -60,7 +76,9 @@ def load_trainable_policy(
         micro_batch_size=micro_batch_size,
         grad_accum=grad_accum,
     )
-    return TrainablePolicy(engine, processor, device)
+    if reference is not None:
+        reference = engine.prepare_reference(reference)
+    return TrainablePolicy(engine, processor, device, reference)
 
 
 def save_training_checkpoint(
@@ -79,6 +97,7 @@ def save_training_checkpoint(
         config=cfg,
         keep_last=cfg.checkpoint.keep_last,
         engine_save=engine.save_state,
+        weights_context=engine.generation_context,  # ZeRO-3: the whole weights, gathered
     )
 
 
@@ -91,6 +110,11 @@ def resume_training(
         return {"step": 0}, None
     engine = policy.engine
     state = load_checkpoint(
-        path, model=engine.unwrap(), optimizer=None, scheduler=None, engine_load=engine.load_state
+        path,
+        model=engine.unwrap(),
+        optimizer=None,
+        scheduler=None,
+        engine_load=engine.load_state,
+        weights_from_engine=engine.partitions_weights,
     )
     return state, path

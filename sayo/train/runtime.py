@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,14 @@ class NonFiniteError(RuntimeError):
 
 
 def resolve_device(device: str) -> str:
-    """`auto` → cuda when available, else cpu; anything else is checked and returned."""
+    """`auto` → cuda when available, else cpu; anything else is checked and returned.
+
+    Under torchrun/deepspeed (`LOCAL_RANK` set), `auto`/`cuda` mean this process's own GPU.
+    """
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device in ("auto", "cuda") and local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank))
+        return f"cuda:{int(local_rank)}"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

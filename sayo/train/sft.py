@@ -26,6 +26,7 @@ from sayo.rewards.entropy import token_logprobs
 from sayo.rollout import encode_completions
 from sayo.scoring import completion_logits
 from sayo.tracking import StageRun
+from sayo.train import distributed
 from sayo.train.checkpoint import save_final
 from sayo.train.config import TrainConfig
 from sayo.train.data import EpochSampler, GroundedDataset
@@ -97,14 +98,22 @@ def train_sft(cfg: TrainConfig) -> StageResult:
     if last_ckpt is not None:
         sampler.load_state_dict(state["sampler"])
     metrics: dict[str, float] = {}
-    with StageRun(cfg.tracking, stage="sft", params=flatten(to_dict(cfg))) as run:
+    with StageRun(
+        distributed.tracking_for_rank(cfg.tracking), stage="sft", params=flatten(to_dict(cfg))
+    ) as run:
         bar = tqdm(
-            range(start + 1, cfg.sft.max_steps + 1), desc="sft", initial=start, total=cfg.sft.max_steps
+            range(start + 1, cfg.sft.max_steps + 1),
+            desc="sft",
+            initial=start,
+            total=cfg.sft.max_steps,
+            disable=not distributed.is_main(),
         )
         for step in bar:
             began = time.perf_counter()
             metrics, ids = _sft_step(policy, train, sampler, cfg)
             metrics["step_time_s"] = time.perf_counter() - began
+            metrics = distributed.mean_over_ranks(metrics)  # every rank sees (and checks) the same values
+            ids = distributed.gather_lists(ids)
             check_finite(metrics, step=step, sample_ids=ids, last_checkpoint=last_ckpt)
             if evals is not None and step % cfg.sft.eval_every == 0:
                 metrics["eval_loss"] = eval_loss(engine.model, policy.processor, evals, cfg, policy.device)
@@ -114,7 +123,13 @@ def train_sft(cfg: TrainConfig) -> StageResult:
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 trainer_state = {"step": step, "sampler": sampler.state_dict(), "metrics": metrics}
                 last_ckpt = save_training_checkpoint(policy, stage_dir, step, trainer_state, cfg)
-        final = save_final(stage_dir, model=engine.unwrap(), processor=policy.processor, config=cfg)
+        final = save_final(
+            stage_dir,
+            model=engine.unwrap(),
+            processor=policy.processor,
+            config=cfg,
+            weights_context=engine.generation_context,
+        )
         run.log_dict(to_dict(cfg), "config.yaml")
         return StageResult(final, run.run_id, metrics)
 
@@ -125,7 +140,10 @@ def _sft_step(
     engine, accum = policy.engine, cfg.sft.grad_accum
     total, tokens, ids = 0.0, 0, list[str]()
     for _ in range(accum):
-        samples, images = train.batch(sampler.next(cfg.sft.batch_size))
+        per_rank = cfg.sft.batch_size
+        samples, images = train.batch(
+            distributed.shard(sampler.next(per_rank * distributed.world_size()), per_rank)
+        )
         loss, n = sft_loss(engine.model, policy.processor, samples, images, cfg, policy.device)
         engine.backward(loss / accum)
         total, tokens, ids = total + float(loss.detach()) / accum, tokens + n, ids + [s.id for s in samples]

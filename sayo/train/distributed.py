@@ -1,0 +1,83 @@
+"""Data parallelism across the processes torchrun/deepspeed start (one per GPU).
+
+Each rank trains on its own slice of every batch: all ranks walk the same seeded sample order
+and rank r takes the r-th block of `n × world` indices, so the run sees world× more prompts per
+step and a resumed run slices the same way. GRPO groups never straddle ranks (advantages stay
+local); DeepSpeed averages the gradients. Metrics are averaged over ranks before they are checked
+for NaN/inf (so every rank stops together, never one rank alone in a collective) and logged by
+rank 0, which alone owns the MLflow run, the progress bar and the files every rank shares.
+Without a process group everything degenerates to one rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+
+def _initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if _initialized() else 0
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if _initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+def _device() -> torch.device:
+    """Where collectives take tensors: the rank's GPU under NCCL, else the CPU (gloo)."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def shard(indices: Sequence[int], per_rank: int) -> list[int]:
+    """This rank's block of `per_rank` indices out of `per_rank × world` drawn for all ranks."""
+    if len(indices) != per_rank * world_size():
+        raise ValueError(f"{len(indices)} indices for {world_size()} ranks × {per_rank}")
+    start = rank() * per_rank
+    return list(indices[start : start + per_rank])
+
+
+def mean_over_ranks(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Each metric averaged over the ranks (every rank must pass the same keys)."""
+    if world_size() == 1:
+        return dict(metrics)
+    keys = sorted(metrics)
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=_device())
+    gathered: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, keys)
+    if any(g != keys for g in gathered):
+        raise RuntimeError(f"ranks report different metrics: {gathered}")
+    torch.distributed.all_reduce(values)  # sum
+    return {k: float(v) / world_size() for k, v in zip(keys, values.tolist(), strict=True)}
+
+
+def gather_lists(items: Sequence[Any]) -> list[Any]:
+    """Every rank's `items`, concatenated in rank order (e.g. the sample ids of a step)."""
+    if world_size() == 1:
+        return list(items)
+    gathered: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in part]
+
+
+def tracking_for_rank(config: Any) -> Any:
+    """The tracking config for this rank: rank 0's as given, the others' disabled (one MLflow run)."""
+    from dataclasses import replace
+
+    return config if is_main() else replace(config, enabled=False)
