@@ -88,7 +88,7 @@ class SFTConfig:
     """Supervised warm-up on answer-formatted data, loss on response tokens only."""
 
     max_steps: int = 300
-    batch_size: int = 8  # samples per optimizer micro-batch
+    batch_size: int = 8  # samples per optimizer micro-batch, per process (data-parallel ranks each take their own)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_length: int = 512  # prompt + response tokens; longer samples are an error, not silently cut
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
@@ -131,7 +131,7 @@ class GRPOConfig:
 
     init_from: str = "sft"  # sft: <checkpoint.dir>/sft/final | model: model.name_or_path | a checkpoint path
     max_steps: int = 100
-    prompts_per_step: int = 4  # P
+    prompts_per_step: int = 4  # P, per process (data-parallel ranks each take their own P)
     group_size: int = 8  # G rollouts per prompt
     micro_batch_size: int = 8  # rollouts per forward/backward pass
     mu: int = 1  # μ: policy-gradient iterations per generation batch
