@@ -88,7 +88,7 @@ class SFTConfig:
     """Supervised warm-up on answer-formatted data, loss on response tokens only."""
 
     max_steps: int = 300
-    batch_size: int = 8  # samples per optimizer micro-batch, per process (data-parallel ranks each take their own)
+    batch_size: int = 8  # samples per optimizer micro-batch, per process (each rank its own)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_length: int = 512  # prompt + response tokens; longer samples are an error, not silently cut
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
