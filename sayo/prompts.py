@@ -19,6 +19,7 @@ from transformers import BatchFeature
 
 from sayo.data.schema import AnswerType, Sample
 from sayo.regions import sequence_region_mask
+from sayo.vision import row_patches
 
 INSTRUCTION = (
     "Think briefly inside <think></think>, then give only the final answer inside <answer></answer>."
@@ -94,14 +95,7 @@ def select_rows(prompts: Any, rows: Sequence[int]) -> BatchFeature:
     exactly what processing the repeated rows would (tested), at 1/G of the image-processing cost.
     Leading columns that are padding in every selected row are dropped.
     """
-    grid = prompts["image_grid_thw"]  # [N, 3]
-    if grid.shape[0] != prompts["input_ids"].shape[0]:
-        raise ValueError(
-            f"select_rows needs one image per row: {grid.shape[0]} images for "
-            f"{prompts['input_ids'].shape[0]} rows"
-        )
-    sizes = grid.prod(dim=-1).tolist()  # patches per image
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    patches = row_patches(prompts)
     index = torch.as_tensor(list(rows), dtype=torch.long)
     first = int(prompts["attention_mask"][index].any(dim=0).nonzero()[0])  # first column any row uses
     out = {
@@ -109,6 +103,6 @@ def select_rows(prompts: Any, rows: Sequence[int]) -> BatchFeature:
         for key in ("input_ids", "attention_mask", "mm_token_type_ids")
         if key in prompts
     }
-    out["image_grid_thw"] = grid[index]
-    out["pixel_values"] = torch.cat([prompts["pixel_values"][starts[i] : starts[i] + sizes[i]] for i in rows])
+    out["image_grid_thw"] = prompts["image_grid_thw"][index]
+    out["pixel_values"] = torch.cat([prompts["pixel_values"][patches[i]] for i in rows])
     return BatchFeature(out)

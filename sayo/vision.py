@@ -22,6 +22,17 @@ from torch import Tensor, nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 
+def row_patches(prompts: Mapping[str, Tensor]) -> list[slice]:
+    """Where each row's image lies in `pixel_values` of a one-image-per-row processor batch."""
+    grid = prompts["image_grid_thw"]  # [N, 3]
+    rows = prompts["input_ids"].shape[0]
+    if grid.shape[0] != rows:
+        raise ValueError(f"expected one image per row: {grid.shape[0]} images for {rows} rows")
+    sizes = grid.prod(dim=-1).tolist()  # patches per image
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [slice(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+
+
 @dataclass
 class SharedImages:
     """The distinct images of a batch (one image per row) and the image of each row.
@@ -38,17 +49,10 @@ class SharedImages:
     @classmethod
     def select(cls, prompts: Mapping[str, Tensor], rows: Sequence[int]) -> SharedImages:
         """The images of `rows` (repeats allowed) of a one-image-per-row processor batch, each once."""
-        grid = prompts["image_grid_thw"]  # [N, 3]
-        if grid.shape[0] != prompts["input_ids"].shape[0]:
-            raise ValueError(
-                f"SharedImages needs one image per row: {grid.shape[0]} images for "
-                f"{prompts['input_ids'].shape[0]} rows"
-            )
-        sizes = grid.prod(dim=-1).tolist()  # patches per image
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        patches = row_patches(prompts)
         distinct = list(dict.fromkeys(rows))  # first-seen order
-        pixels = [prompts["pixel_values"][starts[i] : starts[i] + sizes[i]] for i in distinct]
-        return cls(torch.cat(pixels), grid[distinct], [distinct.index(r) for r in rows])
+        pixels = [prompts["pixel_values"][patches[i]] for i in distinct]
+        return cls(torch.cat(pixels), prompts["image_grid_thw"][distinct], [distinct.index(r) for r in rows])
 
     def to(self, device: str | torch.device) -> SharedImages:
         return SharedImages(self.pixel_values.to(device), self.grid_thw.to(device), self.row_image)

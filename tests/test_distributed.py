@@ -108,8 +108,9 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
     for key in ("loss", "reward/total_mean", "kl", "response_length_mean", "grad_norm"):
         assert resumed[key] == pytest.approx(straight[key], rel=0.05, abs=1e-6), key
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns.db'}")
-    runs = mlflow.search_runs(experiment_names=["straight"], output_format="list")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")  # no global URI
+    experiment = client.get_experiment_by_name("straight")
+    runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1  # rank 0's run only
-    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "reward/total_mean")
+    history = client.get_metric_history(runs[0].info.run_id, "reward/total_mean")
     assert sorted(m.step for m in history) == [1, 2, 3]

@@ -228,13 +228,10 @@ def test_sft_then_grpo_raises_the_reward(tmp_path, monkeypatch):
     assert last > first + 0.03, (first, last, rewards)
 
 
-def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
-    """μ = 1, one chunk: reusing the scoring forward's graph equals a separate update forward."""
-    import copy
-
-    from sayo.grpo import group_advantages
+def _two_groups_generated(tmp_path, tiny_dataset):
+    """A GRPO session (β = 0.1, one chunk of 8 rows) and 2 prompts × 4 sampled rollouts."""
     from sayo.train import grpo as grpo_module
-    from sayo.train.rollouts import generate, make_chunks, score
+    from sayo.train.rollouts import generate, make_chunks
 
     cfg = _config(tmp_path, tiny_dataset, "grpo.micro_batch_size=8", "grpo.beta=0.1")
     session = grpo_module._setup(cfg)
@@ -244,6 +241,19 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
     chunks = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
     torch.manual_seed(0)
     generate(policy.model, policy.processor, chunks, cfg.grpo)
+    return cfg, session, chunks
+
+
+def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
+    """μ = 1, one chunk: reusing the scoring forward's graph equals a separate update forward."""
+    import copy
+
+    from sayo.grpo import group_advantages
+    from sayo.train import grpo as grpo_module
+    from sayo.train.rollouts import score
+
+    cfg, session, chunks = _two_groups_generated(tmp_path, tiny_dataset)
+    policy, image_token_id = session.policy, session.policy.model.config.image_token_id
     before = copy.deepcopy(policy.model.state_dict())
     results = []
     for fused in (True, False):
@@ -278,15 +288,10 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
     from sayo.train import grpo as grpo_module
     from sayo.train.rollouts import generate, make_chunks, score
 
-    cfg = _config(tmp_path, tiny_dataset, "grpo.micro_batch_size=8", "grpo.beta=0.1")
-    session = grpo_module._setup(cfg)
+    cfg, session, chunks = _two_groups_generated(tmp_path, tiny_dataset)
     assert session.capture is not None  # the region-attention reward is on
-    policy = session.policy
+    policy, image_token_id = session.policy, session.policy.model.config.image_token_id
     samples, images = session.data.batch([0, 1])
-    image_token_id = policy.model.config.image_token_id
-    chunks = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
-    torch.manual_seed(0)
-    generate(policy.model, policy.processor, chunks, cfg.grpo)
     before = copy.deepcopy(policy.model.state_dict())
     results = []
     for packed in (True, False):
