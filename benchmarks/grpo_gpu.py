@@ -12,10 +12,16 @@ time and its MFU = 6 · N · (tokens the update forward sees) / (update time · 
 attention FLOPs left out (the usual approximation, so MFU is slightly understated); peak GPU memory
 (`torch.cuda.max_memory_allocated`) over the run.
 
-    python benchmarks/grpo_gpu.py                       # one GPU, ZeRO-2, 3B shape
+    python benchmarks/grpo_gpu.py                       # one GPU, ZeRO-2, 3B shape, full fine-tuning
+    python benchmarks/grpo_gpu.py --lora                # LoRA on the language model (fits one 80 GB GPU)
     python benchmarks/grpo_gpu.py --zero 3 --steps 5
     torchrun --nproc-per-node 8 benchmarks/grpo_gpu.py  # data-parallel over 8 GPUs
     python benchmarks/grpo_gpu.py --shape tiny --steps 1   # CPU smoke run (DeepSpeed on gloo)
+
+Memory: full fine-tuning of 3.75 B parameters with AdamW under bf16 holds ~67 GB of states on one
+GPU before activations (bf16 weights + grads 15 GB, fp32 master weights and two moments 45 GB,
+the frozen bf16 reference 7.5 GB): use one H200, ZeRO-2/3 over several GPUs, or `--lora` (then
+the update's FLOPs are counted as 4·N·tokens: frozen weights get no weight gradients).
 
 Results: benchmarks/results/ (none yet: no GPU has been lent to a session that could record them).
 """
@@ -150,6 +156,7 @@ def main() -> None:
         "--image-size", type=int, default=448, help="square synthetic images (448: 256 visual tokens)"
     )
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
+    parser.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
     parser.add_argument(
         "--peak-tflops", type=float, default=None, help="bf16 dense peak (default: by GPU name)"
     )
@@ -191,6 +198,7 @@ def main() -> None:
                 f"grpo.max_new_tokens={args.max_new_tokens}",
                 "grpo.probe_every=0",
                 f"deepspeed.config={ROOT / f'configs/deepspeed/zero{args.zero}.json'}",
+                f"model.lora.enabled={str(args.lora).lower()}",
             ],
         )
         session = grpo_module._setup(cfg)
@@ -226,12 +234,14 @@ def main() -> None:
         measured, updates = steps[1:], timings[1:]
         step_s = statistics.median(m["step_time_s"] for m in measured)
         update_s = statistics.median(u[0] for u in updates)
-        flops = statistics.median(6 * params * u[1] / u[0] for u in updates)
+        per_token = 4 if args.lora else 6  # forward 2N + backward 4N (2N without weight gradients)
+        flops = statistics.median(per_token * params * u[1] / u[0] for u in updates)
         mfu = flops / (peak_tflops * 1e12) if peak_tflops and cuda else float("nan")
         world = distributed.world_size()
         if distributed.is_main():
             print(
-                f"\n== GRPO on {name} × {world}, {args.shape} shape ({params / 1e9:.2f} B params), ZeRO-{args.zero}"
+                f"\n== GRPO on {name} × {world}, {args.shape} shape ({params / 1e9:.2f} B params), "
+                f"ZeRO-{args.zero}, {'LoRA' if args.lora else 'full fine-tuning'}"
             )
             print(
                 f"per GPU: {args.prompts} prompts × G={args.group_size}, max_new_tokens={args.max_new_tokens}, "
@@ -249,7 +259,7 @@ def main() -> None:
                 f"update               {update_s:8.2f} s for {statistics.median(u[1] for u in updates):.0f} tokens per GPU"
             )
             print(
-                f"update MFU           {mfu:8.1%}   ({flops / 1e12:.1f} TFLOP/s per GPU, 6·N·tokens; peak {peak_tflops} TFLOP/s)"
+                f"update MFU           {mfu:8.1%}   ({flops / 1e12:.1f} TFLOP/s per GPU, {per_token}·N·tokens; peak {peak_tflops} TFLOP/s)"
             )
             print(f"peak GPU memory      {peak:8.1f} GiB")
         distributed.barrier()
