@@ -10,8 +10,9 @@ Where this departs from the textbook / the choices left open [ours]:
 - KL is the k3 estimator exp(ref − logp) − (ref − logp) − 1, added per token as β·KL;
 - ``grpo`` aggregation divides each sequence by max(n_tokens, 1) and averages over all B
   sequences, so a sequence with no valid token adds 0 but still counts in the mean;
-- ``bnpo`` and ``dapo`` are the same here (sum over valid tokens / number of valid tokens): with
-  one process there is no cross-process token count to distinguish them;
+- ``bnpo`` and ``dapo`` are the same here (sum over valid tokens / number of valid tokens); the
+  trainer tells them apart across processes: ``dapo`` divides by the valid tokens of all ranks
+  (`sayo.train.grpo.update`), ``bnpo`` by the rank's own;
 - a group of one rollout has undefined std; its advantage is defined as 0 (nothing to compare).
 - masked positions are zeroed *before* exp, so garbage log-probs there give exact-zero gradients.
 """

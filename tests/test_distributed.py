@@ -33,9 +33,30 @@ def test_shard_gives_each_rank_its_block(monkeypatch):
         distributed.shard(drawn, 5)
 
 
+def test_batch_scaled_advantages_use_every_ranks_rewards(monkeypatch):
+    import torch
+
+    from sayo.grpo import group_advantages
+    from sayo.train.grpo import rank_advantages
+
+    everyone = torch.tensor([1.0, 0.0, 0.5, 0.5, 3.0, 1.0, 2.0, 2.0])  # 2 ranks × 2 groups of 2
+    want = group_advantages(everyone, 2, scale="batch")
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "gather_lists", lambda items: everyone.tolist())
+    for r in range(2):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        local = everyone[4 * r : 4 * r + 4]
+        torch.testing.assert_close(rank_advantages(local, 2, "batch"), want[4 * r : 4 * r + 4])
+        torch.testing.assert_close(rank_advantages(local, 2, "group"), group_advantages(local, 2))  # local
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    local_std = group_advantages(everyone[:4], 2, "batch")
+    assert not torch.allclose(rank_advantages(everyone[:4], 2, "batch"), local_std)  # not the local std
+
+
 def test_one_rank_needs_no_process_group():
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     assert distributed.mean_over_ranks({"a": 1.5}) == {"a": 1.5}
+    assert distributed.sum_over_ranks(3) == 3.0
     assert distributed.gather_lists(["x"]) == ["x"]
 
 
@@ -68,6 +89,7 @@ def _grpo(tmp_path: Path, data: Path, out: str, *overrides: str) -> None:
         f"data.path={data}", f"checkpoint.dir={tmp_path / out}", "device=cpu", "grpo.init_from=model",
         "grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.micro_batch_size=4", "grpo.max_new_tokens=6",
         "grpo.probe_every=0", "checkpoint.every=1", "checkpoint.keep_last=0", f"tracking.experiment={out}",
+        "grpo.loss_type=dapo", "grpo.advantage_scale=batch",  # the two cross-rank reductions
         f"deepspeed.config={ROOT / 'configs/deepspeed/zero2.json'}", *overrides,
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -114,3 +136,21 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
     assert len(runs) == 1  # rank 0's run only
     history = client.get_metric_history(runs[0].info.run_id, "reward/total_mean")
     assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_each_rank_gets_its_own_gpu_and_only_rank_0_tracks(monkeypatch):
+    import torch
+
+    from sayo.train.config import TrackingConfig
+    from sayo.train.runtime import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == "cuda:3" and resolve_device("cuda") == "cuda:3" and chosen == [3, 3]
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"  # explicit choices stay
+    tracking = TrackingConfig(experiment="x")
+    assert distributed.tracking_for_rank(tracking) is tracking
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    assert distributed.tracking_for_rank(tracking).enabled is False and tracking.enabled

@@ -2,8 +2,9 @@
 
 Each rank trains on its own slice of every batch: all ranks walk the same seeded sample order
 and rank r takes the r-th block of `n × world` indices, so the run sees world× more prompts per
-step and a resumed run slices the same way. GRPO groups never straddle ranks (advantages stay
-local); DeepSpeed averages the gradients. Metrics are averaged over ranks before they are checked
+step and a resumed run slices the same way. GRPO groups never straddle ranks (group advantages
+stay local; `advantage_scale=batch` gathers every rank's rewards for its std, and the `dapo` loss
+divides by the token count of all ranks, as TRL does); DeepSpeed averages the gradients. Metrics are averaged over ranks before they are checked
 for NaN/inf (so every rank stops together, never one rank alone in a collective) and logged by
 rank 0, which alone owns the MLflow run, the progress bar and the files every rank shares.
 Without a process group everything degenerates to one rank.
@@ -65,6 +66,15 @@ def mean_over_ranks(metrics: Mapping[str, float]) -> dict[str, float]:
         raise RuntimeError(f"ranks report different metrics: {gathered}")
     torch.distributed.all_reduce(values)  # sum
     return {k: float(v) / world_size() for k, v in zip(keys, values.tolist(), strict=True)}
+
+
+def sum_over_ranks(value: float) -> float:
+    """`value` summed over the ranks (e.g. a token count)."""
+    if world_size() == 1:
+        return float(value)
+    total = torch.tensor([float(value)], dtype=torch.float64, device=_device())
+    torch.distributed.all_reduce(total)
+    return float(total.item())
 
 
 def gather_lists(items: Sequence[Any]) -> list[Any]:

@@ -88,6 +88,17 @@ def compute_rewards(chunks: list[Chunk], cfg: TrainConfig) -> tuple[torch.Tensor
     return combine_rewards(components, cfg.rewards.weights)
 
 
+def rank_advantages(total: torch.Tensor, group_size: int, scale: str) -> torch.Tensor:
+    """Group advantages of this rank's rollouts; `batch` scaling uses the std of every rank's rewards."""
+    if scale != "batch" or distributed.world_size() == 1:
+        return group_advantages(total, group_size, scale=scale)
+    everyone = torch.tensor(distributed.gather_lists(total.tolist()), dtype=total.dtype)
+    start = distributed.rank() * total.shape[0]
+    return group_advantages(everyone, group_size, scale=scale)[start : start + total.shape[0]].to(
+        total.device
+    )
+
+
 def _policy_logps(model: Any, chunk: Chunk, temperature: float) -> torch.Tensor:
     """[b, T] log-probs of the chunk's completions under the current policy, with grad."""
     assert chunk.completion_ids is not None and chunk.mask is not None
@@ -103,7 +114,9 @@ def update(policy: TrainablePolicy, chunks: list[Chunk], advantages: torch.Tenso
     """μ optimizer steps over the batch; returns the last pass's loss statistics."""
     grpo, engine = cfg.grpo, policy.engine
     total_rows = sum(len(c.samples) for c in chunks)
-    total_tokens = sum(int(c.mask.sum()) for c in chunks if c.mask is not None)
+    total_tokens = float(sum(int(c.mask.sum()) for c in chunks if c.mask is not None))
+    if grpo.loss_type == "dapo":  # all ranks' tokens; × world undoes DeepSpeed's gradient average
+        total_tokens = distributed.sum_over_ranks(total_tokens) / distributed.world_size()
     stats: dict[str, float] = {}
     for _ in range(grpo.mu):
         engine.model.train()
@@ -214,7 +227,7 @@ def grpo_step(
         pack_groups=grpo.pack_groups,
     )
     total, components = compute_rewards(chunks, cfg)
-    advantages = group_advantages(total, grpo.group_size, scale=grpo.advantage_scale)  # [B]
+    advantages = rank_advantages(total, grpo.group_size, grpo.advantage_scale)  # [B]
     metrics = step_metrics(chunks, total, components, advantages, grpo.group_size)
     metrics.update(update(policy, chunks, advantages, cfg))
     elapsed = time.perf_counter() - began
