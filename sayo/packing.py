@@ -122,10 +122,9 @@ def pack_groups(
         raise ValueError(f"{rows} completions for {num_prompts} prompts × group size {group_size}")
     device = ids.device
     positions = rope_positions(model, prompts)  # [3, P, L]
+    # each completion continues the prompt's positions (text: the same step on all three axes)
     steps = torch.arange(1, num_completion + 1, device=device).repeat(group_size)  # [g·T]
-    completion_positions = (
-        positions[:, :, -1:] + steps
-    )  # [3, P, g·T]: each completion restarts after the prompt
+    completion_positions = positions[:, :, -1:] + steps  # [3, P, g·T]
     seq_ids = torch.cat([ids, completion_ids.reshape(num_prompts, -1)], dim=1)  # [P, S]
     key_valid = torch.cat([prompt_mask, completion_mask.reshape(num_prompts, -1).bool()], dim=1)  # [P, S]
     seq_len = seq_ids.shape[1]
@@ -139,13 +138,10 @@ def pack_groups(
     same_or_prompt = (segment[None, :] == -1) | (segment[None, :] == segment[:, None])  # [S(q), S(k)]
     allowed = same_or_prompt & (index[None, :] <= index[:, None])  # [S, S]
     visible = (allowed[None] & key_valid[:, None, :]) | torch.eye(seq_len, dtype=torch.bool, device=device)
-    keep = (
-        prompt_len
-        - 1
-        + torch.arange(num_completion, device=device)[None, :]
-        + (torch.arange(group_size, device=device)[:, None] * num_completion)
-    )  # [g, T]: completion j token t is predicted at L + j·T + t − 1 ...
-    keep[:, 0] = prompt_len - 1  # ... and its first token by the prompt's last position
+    # token t of completion j is predicted at position L + j·T + t − 1, its first by the prompt's last
+    starts = prompt_len + torch.arange(group_size, device=device)[:, None] * num_completion  # [g, 1]
+    keep = starts + torch.arange(num_completion, device=device)[None, :] - 1  # [g, T]
+    keep[:, 0] = prompt_len - 1
     inputs = {
         "input_ids": seq_ids,
         "attention_mask": {"full_attention": _model_mask(model, visible)},
