@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -346,3 +347,48 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
     score(policy.model, session.reference, split, session.capture, cfg.rewards, 1.0, image_token_id)
     assert [c.packed is not None for c in split] == [False, True]  # 4 + 2 rows: no; 2 rows of one prompt: yes
     assert all(c.old_logps is not None and c.region_attention is not None for c in split)
+
+
+def test_length_grouped_sampler_is_a_resumable_epoch_of_sorted_windows():
+    from sayo.train.data import EpochSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 1000, size=40).tolist()
+    plain = EpochSampler(40, seed=3)
+    grouped = EpochSampler(40, seed=3, lengths=lengths, window=8)
+    epoch = grouped.next(40)
+    assert sorted(epoch) == list(range(40))  # every item once per epoch
+    assert sorted(epoch[:8]) == sorted(plain.next(8))  # windows hold the plain shuffle's items ...
+    for start in range(0, 40, 8):  # ... sorted longest first
+        window = [lengths[i] for i in epoch[start : start + 8]]
+        assert window == sorted(window, reverse=True)
+
+    def padding(order, batch=4):  # tokens of padding in batches of 4
+        return sum(
+            max(b) * len(b) - sum(b)
+            for b in ([lengths[i] for i in order[j : j + batch]] for j in range(0, 40, batch))
+        )
+
+    assert padding(epoch) < padding(EpochSampler(40, seed=3).next(40)) / 2
+    resumed = EpochSampler(40, seed=3, lengths=lengths, window=8)
+    resumed.load_state_dict({**grouped.state_dict(), "epoch": 0, "offset": 12})
+    assert resumed.next(10) == epoch[12:22]
+    with pytest.raises(ValueError, match="3 lengths for 40 items"):
+        EpochSampler(40, seed=3, lengths=[1, 2, 3], window=8)
+
+
+def test_sample_lengths_count_the_processed_tokens(tiny_dataset):
+    from sayo.models import load_policy
+    from sayo.prompts import build_prompt_batch
+    from sayo.rollout import encode_completions
+    from sayo.train.data import GroundedDataset
+    from sayo.train.sft import sample_lengths, sft_target
+
+    _, processor = load_policy("tiny", device="cpu")
+    data = GroundedDataset.load(tiny_dataset, "train", max_samples=6)
+    estimated = sample_lengths(data, processor, reasoning=True)
+    for sample, estimate in zip(data.samples, estimated, strict=True):
+        prompt = build_prompt_batch(processor, [sample], [data.image(sample)])
+        target, _ = encode_completions(processor.tokenizer, [sft_target(sample, True)])
+        actual = int(prompt["attention_mask"].sum()) + target.shape[1]
+        assert abs(estimate - actual) <= 3, (estimate, actual)

@@ -91,6 +91,7 @@ class SFTConfig:
     batch_size: int = 8  # samples per optimizer micro-batch, per process (each rank its own)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_length: int = 512  # prompt + response tokens; longer samples are an error, not silently cut
+    length_grouping: int = 16  # batches per window sorted by length (less padding); 0 = plain shuffle
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64
@@ -100,6 +101,7 @@ class SFTConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "max_length"):
             _check(getattr(self, name) >= 1, f"sft.{name}", getattr(self, name), "must be >= 1")
+        _check(self.length_grouping >= 0, "sft.length_grouping", self.length_grouping, "must be >= 0")
 
 
 @dataclass

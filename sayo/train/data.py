@@ -6,6 +6,7 @@ a resumed run draws exactly the batches the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,19 +58,34 @@ class GroundedDataset:
 
 @dataclass
 class EpochSampler:
-    """Shuffled epochs over `size` items; `next(k)` crosses epoch boundaries seamlessly."""
+    """Shuffled epochs over `size` items; `next(k)` crosses epoch boundaries seamlessly.
+
+    With `lengths` and `window`, each epoch's shuffled order is cut into windows of `window` items
+    and each window sorted by length, longest first (transformers' length-grouped sampling): the
+    consecutive items a batch takes have similar lengths, so little of a batch is padding, while
+    which items share a window stays random. The order is still a pure function of (seed, epoch).
+    """
 
     size: int
     seed: int
     epoch: int = 0
     offset: int = 0
+    lengths: Sequence[int] | None = field(default=None, repr=False)
+    window: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ValueError(f"EpochSampler needs at least one item, got size={self.size}")
+        if self.lengths is not None and len(self.lengths) != self.size:
+            raise ValueError(f"{len(self.lengths)} lengths for {self.size} items")
 
     def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        if self.lengths is None or self.window <= 1:
+            return order
+        lengths = np.asarray(self.lengths)
+        windows = [order[i : i + self.window] for i in range(0, self.size, self.window)]
+        return np.concatenate([w[np.argsort(-lengths[w], kind="stable")] for w in windows])
 
     def next(self, k: int) -> list[int]:
         """The next `k` indices."""

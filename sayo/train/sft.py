@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from sayo.config import flatten, to_dict
 from sayo.data.schema import Sample
-from sayo.prompts import build_prompt_batch, formatted_answer
+from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
+from sayo.regions import resized_size
 from sayo.rewards.entropy import token_logprobs
 from sayo.rollout import encode_completions
 from sayo.scoring import completion_logits
@@ -66,6 +68,29 @@ def sft_loss(
     return -(logps * mask).sum() / max(n_tokens, 1), n_tokens
 
 
+def sample_lengths(data: GroundedDataset, processor: Any, reasoning: bool) -> list[int]:
+    """Tokens of each sample's prompt + target: its text tokens plus its image's visual tokens
+    (from the image size and the processor's resize bounds), for length-grouped batches."""
+    image_processor = processor.image_processor
+    factor = image_processor.patch_size * image_processor.merge_size
+    size = image_processor.size
+    texts = [
+        processor.apply_chat_template(chat_messages(s, sft_target(s, reasoning)), tokenize=False)
+        for s in data.samples
+    ]
+    text_tokens = [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
+    lengths = []
+    for sample, n_text in zip(data.samples, text_tokens, strict=True):
+        if sample.image_size is not None:
+            image_size = sample.image_size
+        else:
+            with Image.open(data.root / sample.image) as img:  # reads the header only
+                image_size = img.size
+        width, height = resized_size(image_size, size.shortest_edge, size.longest_edge, factor)
+        lengths.append(n_text + (width // factor) * (height // factor))
+    return lengths
+
+
 @torch.no_grad()
 def eval_loss(
     model: torch.nn.Module, processor: Any, data: GroundedDataset, cfg: TrainConfig, device: str
@@ -90,7 +115,9 @@ def train_sft(cfg: TrainConfig) -> StageResult:
     )
     train = GroundedDataset.load(cfg.data.path, cfg.data.train_split, cfg.data.max_samples)
     evals = GroundedDataset.load(cfg.data.path, cfg.data.eval_split) if cfg.sft.eval_every else None
-    sampler = EpochSampler(len(train), cfg.seed)
+    window = cfg.sft.length_grouping * cfg.sft.batch_size * distributed.world_size()
+    lengths = sample_lengths(train, policy.processor, cfg.sft.reasoning) if window else None
+    sampler = EpochSampler(len(train), cfg.seed, lengths=lengths, window=window)
     stage_dir = Path(cfg.checkpoint.dir) / "sft"
     engine = policy.engine
     state, last_ckpt = resume_training(policy, stage_dir, cfg)
