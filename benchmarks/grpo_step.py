@@ -237,7 +237,7 @@ def trl_trainer(cfg: TrainConfig, work: Path, callback: Any, same_model: bool) -
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
-    from sayo.models import load_policy, resolve_model_path
+    from sayo.models import load_policy, load_processor, resolve_model_path
 
     grpo = cfg.grpo
     args = TRLConfig(
@@ -270,10 +270,13 @@ def trl_trainer(cfg: TrainConfig, work: Path, callback: Any, same_model: bool) -
         shuffle_dataset=False,
         use_vllm=False,
     )
-    model, processor = load_policy(cfg.model.name_or_path, device="cpu")
-    if not same_model:  # what a TRL user loads: transformers' own modules (Conv3d patch embedding)
+    path = resolve_model_path(cfg.model.name_or_path)
+    processor = load_processor(path, local_files_only=True)
+    if same_model:
+        model, _ = load_policy(path, device="cpu")
+    else:  # what a TRL user loads: transformers' own modules (Conv3d patch embedding)
         model = AutoModelForImageTextToText.from_pretrained(
-            resolve_model_path(cfg.model.name_or_path), dtype=torch.float32, attn_implementation="sdpa"
+            path, dtype=torch.float32, attn_implementation="sdpa"
         )
     return GRPOTrainer(
         model=model,

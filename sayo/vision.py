@@ -69,13 +69,11 @@ class SharedImages:
     def groups(self) -> tuple[list[int], int] | None:
         """(first row of each image, rows per image) when each image's rows are contiguous and
         equally many (a chunk of whole or equal partial GRPO groups), else None."""
-        counts = [self.row_image.count(i) for i in range(len(self.grid_thw))]
-        size = counts[0]
-        if any(c != size for c in counts) or self.row_image != [
-            i for i in range(len(counts)) for _ in range(size)
-        ]:
+        images = len(self.grid_thw)
+        size, rest = divmod(len(self.row_image), images)
+        if rest or self.row_image != [i for i in range(images) for _ in range(size)]:
             return None
-        return [i * size for i in range(len(counts))], size
+        return [i * size for i in range(images)], size
 
 
 def encoder_inputs(features: Sequence[Tensor]) -> dict[str, Any]:

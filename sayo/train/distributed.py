@@ -13,6 +13,7 @@ Without a process group everything degenerates to one rank.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -88,6 +89,4 @@ def gather_lists(items: Sequence[Any]) -> list[Any]:
 
 def tracking_for_rank(config: Any) -> Any:
     """The tracking config for this rank: rank 0's as given, the others' disabled (one MLflow run)."""
-    from dataclasses import replace
-
     return config if is_main() else replace(config, enabled=False)

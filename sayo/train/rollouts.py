@@ -54,6 +54,14 @@ class Chunk:
     selected: Tensor | None = None  # [b, T] high-entropy tokens of the attention reward
     region_attention: Tensor | None = None  # [b]
 
+    def group_prompts(self) -> tuple[dict[str, Tensor], int] | None:
+        """One prompt row per group and the group size, when the chunk holds whole (or equal) groups."""
+        groups = self.images.groups()
+        if groups is None:
+            return None
+        first, size = groups
+        return {k: v[first] for k, v in self.prompts.items()}, size
+
 
 def make_chunks(
     processor: Any,
@@ -110,12 +118,11 @@ def forward_inputs(
 
 def pack(model: Any, chunk: Chunk) -> None:
     """Lay the chunk out one sequence per group when the model and the chunk allow it."""
-    groups = chunk.images.groups()
+    groups = chunk.group_prompts()
     if groups is None or not packable(model):
         return
     assert chunk.completion_ids is not None and chunk.mask is not None and chunk.features is not None
-    first, size = groups
-    prompts = {k: v[first] for k, v in chunk.prompts.items()}
+    prompts, size = groups
     chunk.packed = pack_groups(model, prompts, chunk.features, chunk.completion_ids, chunk.mask, size)
 
 
@@ -138,15 +145,14 @@ def generate(
         for chunk in chunks:
             with torch.no_grad():
                 chunk.features = chunk.images.encode(model)
-            groups = chunk.images.groups() if cfg.pack_groups and rope_index_available(model) else None
+            groups = chunk.group_prompts() if cfg.pack_groups and rope_index_available(model) else None
             sampling: dict[str, Any] = {
                 "max_new_tokens": cfg.max_new_tokens,
                 "temperature": cfg.temperature,
                 "top_p": cfg.top_p,
             }
             if groups is not None:  # one prefill per prompt, its cache repeated for the group
-                first, size = groups
-                prompts = {k: v[first] for k, v in chunk.prompts.items()}
+                prompts, size = groups
                 chunk.completion_ids, chunk.mask = generate_groups(
                     model, prompts, chunk.features, size, **sampling, **stop
                 )
