@@ -41,8 +41,8 @@ DOCKERFILES := infra/docker/Dockerfile.cpu infra/docker/Dockerfile.cuda infra/do
 KUSTOMIZATIONS := infra/k8s/base infra/k8s/gpu-nodepool
 
 lint: $(STAMP)
-	$(BIN)/ruff check sayo tests benchmarks components pipelines
-	$(BIN)/ruff format --check sayo tests benchmarks components pipelines
+	$(BIN)/ruff check sayo tests benchmarks
+	$(BIN)/ruff format --check sayo tests benchmarks
 	$(BIN)/mypy sayo
 	$(MAKE) lint-infra
 

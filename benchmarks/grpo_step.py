@@ -62,6 +62,7 @@ import torch
 from sayo.attention import AttentionCapture
 from sayo.data.build import build
 from sayo.data.config import load_config as load_data_config
+from sayo.data.dataset import GroundedDataset
 from sayo.prompts import question_text
 from sayo.rewards import accuracy_reward, format_reward
 from sayo.train.config import (
@@ -73,8 +74,8 @@ from sayo.train.config import (
     TrackingConfig,
     TrainConfig,
 )
-from sayo.train.data import EpochSampler, GroundedDataset
 from sayo.train.grpo import _setup, grpo_step
+from sayo.train.sampler import EpochSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCURACY_FORMAT = {"accuracy": 1.0, "format": 0.5, "region_attention": 0.0}

@@ -23,7 +23,7 @@ from sayo.atomic import write_jsonl
 from sayo.attention import AttentionCapture
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.synthetic import SyntheticConfig, generate
-from sayo.grpo import group_advantages
+from sayo.loss import group_advantages
 from sayo.models import load_policy
 from sayo.prompts import OPTION_LETTERS, build_prompt_batch, formatted_answer, prompt_region_mask
 from sayo.regions import token_grid_shape
@@ -35,7 +35,7 @@ from sayo.rewards import (
     region_attention_reward,
     select_high_entropy_tokens,
 )
-from sayo.rollout import decode_completions, encode_completions, generate_completions, stop_and_suppress
+from sayo.sampling import decode_completions, encode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import attention_map, score_rollouts
 from sayo.viz import heatmap_grid, save_png
 

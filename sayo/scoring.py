@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.logprobs import token_entropy, token_logprobs
 from sayo.packing import PackedGroups
 from sayo.rewards.attention import region_share
-from sayo.rewards.entropy import token_entropy, token_logprobs
 
 
 @dataclass

@@ -11,9 +11,8 @@ import pytest
 pytest.importorskip("kfp")
 from kfp.dsl import Dataset, Markdown, Metrics
 
-from sayo.pipeline.assess import flat_checkpoint_metrics
-from sayo.pipeline.compile import on_path
-from sayo.pipeline.steps import data_overrides, numeric_metrics, train_overrides
+from sayo.kubeflow.assess import flat_checkpoint_metrics
+from sayo.kubeflow.steps import data_overrides, numeric_metrics, train_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +58,7 @@ def test_numeric_metrics_keeps_finite_numbers() -> None:
 
 def test_data_component_builds_a_dataset_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # config paths are relative to the repository, as in the image
-    with on_path(ROOT):
-        from components.data import data
+    from sayo.kubeflow.components import data
 
     dataset = Dataset(name="dataset", uri=str(tmp_path / "dataset"))
     stats, card = (

@@ -36,7 +36,7 @@ def test_shard_gives_each_rank_its_block(monkeypatch):
 def test_batch_scaled_advantages_use_every_ranks_rewards(monkeypatch):
     import torch
 
-    from sayo.grpo import group_advantages
+    from sayo.loss import group_advantages
     from sayo.train.grpo import rank_advantages
 
     everyone = torch.tensor([1.0, 0.0, 0.5, 0.5, 3.0, 1.0, 2.0, 2.0])  # 2 ranks × 2 groups of 2

@@ -1,4 +1,4 @@
-"""Checks of sayo.rewards.entropy: entropies, log-probs and top-entropy token selection."""
+"""Checks of sayo.logprobs and sayo.rewards.selection: entropies, log-probs and top-entropy token selection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sayo.rewards import select_high_entropy_tokens, token_entropy, token_logprobs
+from sayo.logprobs import token_entropy, token_logprobs
+from sayo.rewards import select_high_entropy_tokens
 
 # ---------------------------------------------------------------- token_entropy / token_logprobs
 

@@ -205,7 +205,7 @@ def test_recipes_have_evaluate_and_register_sections(config: str) -> None:
 
 def test_dvc_stage_config_takes_the_params_sections() -> None:
     """`--config params.yaml --section train --params params.yaml`: what the dvc stages run."""
-    from sayo.evaluate.cli import load_stage_config
+    from sayo.cli.evaluate import load_stage_config
 
     params = ROOT / "params.yaml"
     cfg = load_stage_config(params, ["evaluate.batch_size=5"], "train", params, "evaluate")

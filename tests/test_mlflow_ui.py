@@ -18,8 +18,8 @@ from mlflow import MlflowClient
 from test_evaluate_run import eval_dataset, other_policy  # noqa: F401  (module fixtures)
 
 from sayo.evaluate.run import evaluate
-from sayo.tracking import StageRun
-from sayo.train.config import TrackingConfig, load_train_config
+from sayo.tracking import StageRun, TrackingConfig
+from sayo.train.config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"

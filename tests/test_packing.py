@@ -5,7 +5,7 @@
   gradients, sampled generation);
 - `sayo.packing`: each group's prompt once, its completions behind it under a block mask
   (log-probs, entropies, attention capture, gradients; SDPA and eager; LoRA);
-- `sayo.rollout.generate_groups`: one prefill per prompt, the same samples as `generate`.
+- `sayo.sampling.generate_groups`: one prefill per prompt, the same samples as `generate`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from conftest import chat_prompt
 from PIL import Image
 
 from sayo.attention import AttentionCapture
+from sayo.logprobs import token_logprobs
 from sayo.models.patch_embed import LinearPatchConv3d, use_linear_patch_embed
 from sayo.packing import pack_groups, packable
 from sayo.prompts import select_rows
-from sayo.rewards import token_logprobs
-from sayo.rollout import generate_completions, generate_groups, stop_and_suppress
+from sayo.sampling import generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
 from sayo.vision import SharedImages, encoder_inputs, vision_trains
 

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sayo.cli import app
-from sayo.pipeline.submit import parse_arguments
+from sayo.kubeflow.submit import parse_arguments
 
 pytest.importorskip("kfp")
 ROOT = Path(__file__).resolve().parents[1]

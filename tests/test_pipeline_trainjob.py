@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sayo.pipeline.trainjob import JobRequest, create_and_wait, job_manifest, job_state, node_script
+from sayo.kubeflow.trainjob import JobRequest, create_and_wait, job_manifest, job_state, node_script
 
 
 def request(**changes: Any) -> JobRequest:

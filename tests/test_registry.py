@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sayo.cli import app
-from sayo.tracking import RegisterConfig, gate_decision, register_checkpoint
-from sayo.tracking.pyfunc import encode_image
-from sayo.tracking.registry import checkpoint_metrics, data_version, git_commit
-from sayo.train.config import TrackingConfig
+from sayo.registry import RegisterConfig, gate_decision, register_checkpoint
+from sayo.registry.model import encode_image
+from sayo.registry.register import checkpoint_metrics, data_version, git_commit
+from sayo.tracking import TrackingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE = ["synthetic/accuracy"]

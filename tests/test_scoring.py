@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sayo.attention import AttentionCapture
-from sayo.rollout import completion_mask, encode_completions, generate_completions
+from sayo.sampling import completion_mask, encode_completions, generate_completions
 from sayo.scoring import score_rollouts
 
 

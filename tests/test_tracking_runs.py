@@ -12,9 +12,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sayo.tracking import StageRun, TrackingUnavailable, check_tracking, redact, resolve_tracking_uri
-from sayo.tracking.runs import MAX_KEY, MAX_PARAM_VALUE, TRUNCATED, prepare_params
-from sayo.train.config import TrackingConfig
+from sayo.tracking import (
+    MAX_KEY,
+    MAX_PARAM_VALUE,
+    TRUNCATED,
+    StageRun,
+    TrackingConfig,
+    TrackingUnavailable,
+    check_tracking,
+    prepare_params,
+    redact,
+    resolve_tracking_uri,
+)
 
 
 @pytest.fixture(autouse=True)

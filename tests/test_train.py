@@ -249,7 +249,7 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
     """μ = 1, one chunk: reusing the scoring forward's graph equals a separate update forward."""
     import copy
 
-    from sayo.grpo import group_advantages
+    from sayo.loss import group_advantages
     from sayo.train import grpo as grpo_module
     from sayo.train.rollouts import score
 
@@ -285,7 +285,7 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
     or update; a chunk mixing unequal parts of groups falls back to one row per rollout."""
     import copy
 
-    from sayo.grpo import group_advantages
+    from sayo.loss import group_advantages
     from sayo.train import grpo as grpo_module
     from sayo.train.rollouts import generate, make_chunks, score
 
@@ -350,7 +350,7 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
 
 
 def test_length_grouped_sampler_is_a_resumable_epoch_of_sorted_windows():
-    from sayo.train.data import EpochSampler
+    from sayo.train.sampler import EpochSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 1000, size=40).tolist()
@@ -378,10 +378,10 @@ def test_length_grouped_sampler_is_a_resumable_epoch_of_sorted_windows():
 
 
 def test_sample_lengths_count_the_processed_tokens(tiny_dataset):
+    from sayo.data.dataset import GroundedDataset
     from sayo.models import load_policy
     from sayo.prompts import build_prompt_batch
-    from sayo.rollout import encode_completions
-    from sayo.train.data import GroundedDataset
+    from sayo.sampling import encode_completions
     from sayo.train.sft import sample_lengths, sft_target
 
     _, processor = load_policy("tiny", device="cpu")

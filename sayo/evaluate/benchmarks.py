@@ -19,12 +19,12 @@ from pathlib import Path
 from PIL import Image
 
 from sayo.data.config import DataConfig, SourceConfig
+from sayo.data.dataset import GroundedDataset
 from sayo.data.importers.tsv import import_tsv
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.validate import DataValidationError, Problem, check_candidate
 from sayo.evaluate.config import BenchmarkConfig
 from sayo.rewards import parse_number
-from sayo.train.data import GroundedDataset
 
 
 @dataclass

@@ -9,12 +9,8 @@ experiment or stage is skipped, not an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from sayo.tracking.runs import check_tracking, resolve_tracking_uri
-
-if TYPE_CHECKING:
-    from sayo.train.config import TrackingConfig
+from sayo.tracking import TrackingConfig, check_tracking, resolve_tracking_uri
 
 Curve = list[tuple[int, float]]
 CURVE_KEYS = ("reward/total_mean", "response_length_mean", "loss")

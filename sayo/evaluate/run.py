@@ -24,10 +24,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from sayo.answering import AnswerOptions, Answers, answer_batch
 from sayo.atomic import write_json, write_jsonl, write_text
 from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
-from sayo.evaluate.answering import AnswerOptions, Answers, answer_batch
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
 from sayo.evaluate.curves import training_curves
 from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, flat_metrics, json_safe

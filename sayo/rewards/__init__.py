@@ -12,8 +12,8 @@ from sayo.rewards.accuracy import (
 )
 from sayo.rewards.attention import region_area_fraction, region_attention_reward, region_share
 from sayo.rewards.combine import PRESET_ENTROPY_RATIO, PRESETS, REWARD_NAMES, combine_rewards
-from sayo.rewards.entropy import select_high_entropy_tokens, token_entropy, token_logprobs
 from sayo.rewards.format import format_reward
+from sayo.rewards.selection import select_high_entropy_tokens
 
 __all__ = [
     "ANSWER_TYPES",

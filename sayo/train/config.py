@@ -15,7 +15,8 @@ from typing import Any, Literal
 from sayo.attention import HeadReduce
 from sayo.config import load_config
 from sayo.evaluate.config import EvalConfig
-from sayo.tracking.registry_config import RegisterConfig
+from sayo.registry.config import RegisterConfig
+from sayo.tracking import TrackingConfig
 
 LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
@@ -186,17 +187,6 @@ class CheckpointConfig:
     every: int = 50  # steps between checkpoints (0 = only the final one)
     keep_last: int = 2  # step checkpoints kept (the final one is always kept)
     resume: bool = False  # continue from the newest complete checkpoint in the stage directory
-
-
-@dataclass
-class TrackingConfig:
-    """MLflow: tracking URI from MLFLOW_TRACKING_URI, else a local sqlite store."""
-
-    experiment: str = "sayo"
-    run_name: str | None = None
-    parent_run_id: str | None = None  # nest the stage's run under a pipeline run
-    tracking_uri: str | None = None  # overrides MLFLOW_TRACKING_URI
-    enabled: bool = True
 
 
 @dataclass

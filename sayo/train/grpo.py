@@ -6,8 +6,8 @@ One step reads top to bottom (style.md, after nanochat's `chat_rl.py`):
                 through `AttentionCapture` hooks, attention of the completion tokens on the image;
                 a second one of the reference gives its log-probs when β > 0
   3. reward   — accuracy, format and region attention over the top-ρ high-entropy tokens, weighted
-  4. advantage— group-normalised (`sayo.grpo.group_advantages`)
-  5. update   — μ passes of the clipped surrogate + β·k3 KL (`sayo.grpo.policy_loss`)
+  4. advantage— group-normalised (`sayo.loss.group_advantages`)
+  5. update   — μ passes of the clipped surrogate + β·k3 KL (`sayo.loss.policy_loss`)
 Departures from the textbook: with μ = 1 and the batch in one micro-batch, the scoring forward
 keeps its graph and is also the update's forward (old log-probs = its detached copy, as TRL and
 verl do), saving one forward per step; the reference is the *starting* policy (a frozen copy, or the base
@@ -30,14 +30,15 @@ from tqdm.auto import tqdm
 
 from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
-from sayo.grpo import group_advantages, policy_loss
-from sayo.rewards import accuracy_reward, combine_rewards, format_reward, token_logprobs
+from sayo.data.dataset import GroundedDataset
+from sayo.logprobs import token_logprobs
+from sayo.loss import group_advantages, policy_loss
+from sayo.rewards import accuracy_reward, combine_rewards, format_reward
 from sayo.scoring import completion_logits, packed_completion_logits
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
 from sayo.train.config import TrainConfig
-from sayo.train.data import EpochSampler, GroundedDataset
 from sayo.train.lora import reference_policy
 from sayo.train.policy import (
     TrainablePolicy,
@@ -48,6 +49,7 @@ from sayo.train.policy import (
 from sayo.train.probes import log_probes
 from sayo.train.rollouts import Chunk, forward_inputs, generate, image_features, make_chunks, score
 from sayo.train.runtime import check_finite, seed_everything
+from sayo.train.sampler import EpochSampler
 from sayo.train.sft import StageResult
 
 

@@ -4,7 +4,7 @@ Every `grpo.probe_every` steps the same probe samples (the first of the eval spl
 greedily and scored with the attention capture; the heatmaps of the selected high-entropy tokens
 and a completions table go to MLflow, so a run shows attention moving onto the regions over time.
 The answering and the attention measurement are the `evaluate` stage's own
-(`sayo.evaluate.answering`), so probe numbers and evaluation numbers mean the same thing.
+(`sayo.answering`), so probe numbers and evaluation numbers mean the same thing.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
+from sayo.answering import AnswerOptions, answer_batch
 from sayo.attention import AttentionCapture
-from sayo.evaluate.answering import AnswerOptions, answer_batch
+from sayo.data.dataset import GroundedDataset
 from sayo.train.config import TrainConfig
-from sayo.train.data import GroundedDataset
 from sayo.viz import heatmap_grid
 
 

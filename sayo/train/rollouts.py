@@ -25,7 +25,7 @@ from sayo.data.schema import Sample
 from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
 from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
 from sayo.rewards import region_area_fraction, region_attention_reward, select_high_entropy_tokens
-from sayo.rollout import decode_completions, generate_completions, generate_groups, stop_and_suppress
+from sayo.sampling import decode_completions, generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import score_rollouts
 from sayo.train.config import GRPOConfig, RewardConfig
 from sayo.vision import SharedImages, encoder_inputs, vision_trains

@@ -21,19 +21,20 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sayo.config import flatten, to_dict
+from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
+from sayo.logprobs import token_logprobs
 from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
-from sayo.rewards.entropy import token_logprobs
-from sayo.rollout import encode_completions
+from sayo.sampling import encode_completions
 from sayo.scoring import completion_logits
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
 from sayo.train.config import TrainConfig
-from sayo.train.data import EpochSampler, GroundedDataset
 from sayo.train.policy import load_trainable_policy, resume_training, save_training_checkpoint
 from sayo.train.runtime import check_finite, seed_everything
+from sayo.train.sampler import EpochSampler
 
 
 @dataclass

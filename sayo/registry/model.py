@@ -1,7 +1,7 @@
 """The registered model: an MLflow pyfunc that answers a question about an image.
 
 Why a pyfunc around the checkpoint rather than the transformers flavour: serving needs the same
-prompt template, stop tokens and answer extraction as evaluation (`sayo.evaluate.answering`), not
+prompt template, stop tokens and answer extraction as evaluation (`sayo.answering`), not
 a bare `generate`; the pyfunc wraps exactly that, and the checkpoint directory travels inside the
 model as the `checkpoint` artifact, loaded with `sayo.models.load_policy`. Imports mlflow at
 module level (it subclasses `PythonModel`), so only the registry imports this module, lazily.
@@ -47,8 +47,8 @@ class SayoVisionQA(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        from sayo.answering import AnswerOptions, answer_batch
         from sayo.data.schema import Sample
-        from sayo.evaluate.answering import AnswerOptions, answer_batch
 
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
         if missing:

@@ -20,13 +20,13 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-from components import GPU_IMAGE, IMAGE
-from components.assess import evaluate as evaluate_op
-from components.assess import register as register_op
-from components.data import data as data_op
-from components.train import grpo as grpo_op
-from components.train import sft as sft_op
-from components.trainjob import grpo_trainjob as grpo_trainjob_op
+from sayo.kubeflow.components import GPU_IMAGE, IMAGE
+from sayo.kubeflow.components import data as data_op
+from sayo.kubeflow.components import evaluate as evaluate_op
+from sayo.kubeflow.components import grpo as grpo_op
+from sayo.kubeflow.components import grpo_trainjob as grpo_trainjob_op
+from sayo.kubeflow.components import register as register_op
+from sayo.kubeflow.components import sft as sft_op
 
 PIPELINE_NAME = "sayo"
 GPU_NODE_SELECTOR = ("sayo.dev/node-pool", "gpu")  # label of the GPU node pool (infra/k8s/gpu-nodepool)

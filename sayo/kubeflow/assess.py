@@ -1,10 +1,10 @@
-"""What the `evaluate` and `register` components do, on directories (see `sayo.pipeline.steps`).
+"""What the `evaluate` and `register` components do, on directories (see `sayo.kubeflow.steps`).
 
 The evaluate stage compares the base model, the SFT and the GRPO checkpoints on the configured
 benchmarks; a `dataset` benchmark that points at the training data path of the config is
 redirected to the pipeline's `Dataset` artifact, so the test split evaluated is the one the run
 trained next to. The register stage logs the GRPO checkpoint as an MLflow model version
-(`challenger`) and promotes it to `champion` only if it passes the gate (`sayo.tracking.registry`).
+(`challenger`) and promotes it to `champion` only if it passes the gate (`sayo.registry.register`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sayo.pipeline.steps import yaml_literal
+from sayo.kubeflow.steps import yaml_literal
 
 
 def run_evaluate(
@@ -60,7 +60,7 @@ def run_register(
 ) -> dict[str, Any]:
     """Register `checkpoint` with the `grpo` metrics of `metrics_file`; returns the decision."""
     from sayo.config import to_dict
-    from sayo.tracking.registry import checkpoint_metrics, register_checkpoint
+    from sayo.registry.register import checkpoint_metrics, register_checkpoint
     from sayo.train.config import load_train_config
 
     extra = [f"register.gate_metrics={yaml_literal(list(gate_metrics))}"] if gate_metrics else []

@@ -34,19 +34,28 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-if TYPE_CHECKING:  # only a type here: importing sayo.train from sayo.tracking would risk a cycle
-    from sayo.train.config import TrackingConfig
 
 MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_KEY = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
 PARAMS_PER_BATCH = 100  # MAX_PARAMS_TAGS_PER_BATCH
 METRICS_PER_BATCH = 1000  # MAX_METRICS_PER_BATCH
 TRUNCATED = "...[truncated]"
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: tracking URI from MLFLOW_TRACKING_URI, else a local sqlite store."""
+
+    experiment: str = "sayo"
+    run_name: str | None = None
+    parent_run_id: str | None = None  # nest the stage's run under a pipeline run
+    tracking_uri: str | None = None  # overrides MLFLOW_TRACKING_URI
+    enabled: bool = True
 
 
 class TrackingUnavailable(RuntimeError):

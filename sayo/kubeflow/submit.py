@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sayo.pipeline.compile import compile_pipeline
+from sayo.kubeflow.compile import compile_pipeline
 
 TOKEN_ENV = "KFP_TOKEN"
 
@@ -67,13 +67,12 @@ def submit(
     timeout_s: int = 24 * 3600,
     namespace: str | None = None,
     service_account: str | None = None,
-    root: str | Path = ".",
 ) -> Submission:
     """Compile and submit the pipeline; `recurring` (a 6-field KFP cron) makes it a recurring run."""
     client = make_client(host, namespace)
     name = run_name or "sayo"
     with tempfile.TemporaryDirectory() as tmp:
-        package = str(compile_pipeline(Path(tmp) / "sayo_pipeline.yaml", root))
+        package = str(compile_pipeline(Path(tmp) / "sayo_pipeline.yaml"))
         if recurring:
             exp = client.create_experiment(experiment, namespace=namespace)
             job = client.create_recurring_run(

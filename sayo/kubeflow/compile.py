@@ -1,11 +1,11 @@
-"""Compile `pipelines/sayo_pipeline.py` to the checked-in `pipelines/sayo_pipeline.yaml`, and check it.
+"""Compile the pipeline (`sayo.kubeflow.pipeline`) to the checked-in `pipelines/sayo_pipeline.yaml`, and check it.
 
 Why a check: the YAML is what a cluster (and the CI retraining workflow) runs, so it must be the
 compiled form of the Python at every commit; `is_stale` compiles to memory and compares, and a
 test fails when someone edits the pipeline or a component without `sayo pipeline compile`.
 
-`components/` and `pipelines/` live at the repository root, not in the installed package (they
-are deployment code, not library code), so they are imported from `root` on `sys.path`.
+The component images are read from `SAYO_IMAGE` when `sayo.kubeflow.components` is imported,
+so `load_pipeline` imports the pipeline and its components afresh each time.
 """
 
 from __future__ import annotations
@@ -13,34 +13,21 @@ from __future__ import annotations
 import importlib
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PIPELINE_MODULE = "pipelines.sayo_pipeline"
+PIPELINE_MODULE = "sayo.kubeflow.pipeline"
+COMPONENTS_MODULE = "sayo.kubeflow.components"
 PIPELINE_FUNCTION = "sayo_pipeline"
 COMPILED = Path("pipelines/sayo_pipeline.yaml")
 
 
-@contextmanager
-def on_path(root: str | Path) -> Iterator[None]:
-    """`root` first on `sys.path` for the block (so `import components` finds the repository's)."""
-    entry = str(Path(root).resolve())
-    sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        sys.path.remove(entry)
-
-
-def load_pipeline(root: str | Path = ".") -> Callable[..., Any]:
-    """The pipeline function of the repository at `root` (fresh imports of its modules)."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("pipelines", "components"):
-            del sys.modules[name]
-    with on_path(root):
-        module = importlib.import_module(PIPELINE_MODULE)
+def load_pipeline() -> Callable[..., Any]:
+    """The pipeline function, its components imported afresh (so `SAYO_IMAGE` takes effect)."""
+    for name in (PIPELINE_MODULE, COMPONENTS_MODULE):
+        sys.modules.pop(name, None)
+    module = importlib.import_module(PIPELINE_MODULE)
     pipeline: Callable[..., Any] = getattr(module, PIPELINE_FUNCTION)
     return pipeline
 
@@ -50,7 +37,7 @@ def compile_pipeline(out: str | Path | None = None, root: str | Path = ".") -> P
     from kfp import compiler
 
     target = Path(out) if out is not None else Path(root) / COMPILED
-    compiler.Compiler().compile(load_pipeline(root), package_path=str(target))
+    compiler.Compiler().compile(load_pipeline(), package_path=str(target))
     return target
 
 

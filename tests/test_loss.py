@@ -1,4 +1,4 @@
-"""Hand-computed checks of sayo.grpo: advantages, clipped loss per aggregation, KL, gradients."""
+"""Hand-computed checks of sayo.loss: advantages, clipped loss per aggregation, KL, gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sayo.grpo import group_advantages, policy_loss
+from sayo.loss import group_advantages, policy_loss
 
 # ---------------------------------------------------------------- group_advantages
 

@@ -1,4 +1,4 @@
-"""`sayo pipeline compile | run-local | submit`: thin commands over `sayo.pipeline`."""
+"""`sayo pipeline compile | run-local | submit`: thin commands over `sayo.kubeflow`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ ArgumentsOption = Annotated[
     list[str] | None,
     typer.Option("--arg", "-a", help="pipeline argument name=value (YAML value), e.g. -a grpo_steps=200"),
 ]
-RootOption = Annotated[Path, typer.Option(help="repository root holding pipelines/ and components/")]
+RootOption = Annotated[Path, typer.Option(help="repository root holding pipelines/sayo_pipeline.yaml")]
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         root: RootOption = Path("."),
     ) -> None:
         """Compile the pipeline to YAML (or, with --check, exit 1 if the checked-in YAML is stale)."""
-        from sayo.pipeline.compile import compile_pipeline, is_stale
+        from sayo.kubeflow.compile import compile_pipeline, is_stale
 
         if image:
             os.environ["SAYO_IMAGE"] = image
@@ -52,13 +52,12 @@ def register(app: typer.Typer) -> None:
         pipeline_root: Annotated[Path, typer.Option(help="where task artifacts go")] = Path(
             "outputs/kfp-local"
         ),
-        root: RootOption = Path("."),
     ) -> None:
         """Run the whole pipeline here with kfp.local (no Docker) on the tiny settings (+ --arg)."""
-        from sayo.pipeline.local import run_local
-        from sayo.pipeline.submit import parse_arguments
+        from sayo.kubeflow.local import run_local
+        from sayo.kubeflow.submit import parse_arguments
 
-        run_local(parse_arguments(arguments or []), pipeline_root, root)
+        run_local(parse_arguments(arguments or []), pipeline_root)
         typer.echo(f"pipeline finished; artifacts under {pipeline_root}")
 
     @pipeline_app.command("submit")
@@ -80,10 +79,9 @@ def register(app: typer.Typer) -> None:
         service_account: Annotated[
             str | None, typer.Option(help="run as this service account (infra/k8s: sayo-pipeline)")
         ] = None,
-        root: RootOption = Path("."),
     ) -> None:
         """Compile and submit the pipeline with kfp.Client (token from $KFP_TOKEN); print the run URL."""
-        from sayo.pipeline.submit import parse_arguments, submit
+        from sayo.kubeflow.submit import parse_arguments, submit
 
         done = submit(
             host,
@@ -95,7 +93,6 @@ def register(app: typer.Typer) -> None:
             timeout_s=timeout,
             namespace=namespace,
             service_account=service_account,
-            root=root,
         )
         typer.echo(f"{done.kind} {done.id}: {done.url}" + (f" ({done.state})" if done.state else ""))
         if wait and done.state != "SUCCEEDED":

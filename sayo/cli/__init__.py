@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from sayo.evaluate.cli import register as register_evaluation_commands
-from sayo.pipeline.cli import register as register_pipeline_commands
-from sayo.train.cli import register as register_training_commands
+from sayo.cli.evaluate import register as register_evaluation_commands
+from sayo.cli.kubeflow import register as register_pipeline_commands
+from sayo.cli.train import register as register_training_commands
 
 app = typer.Typer(
     help="sayo: teach multimodal LLMs to look at the right part of the image.",

@@ -21,15 +21,12 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from sayo.tracking.registry_config import RegisterConfig
-from sayo.tracking.runs import StageRun, check_tracking, resolve_tracking_uri
-
-if TYPE_CHECKING:
-    from sayo.train.config import TrackingConfig
+from sayo.registry.config import RegisterConfig
+from sayo.tracking import StageRun, TrackingConfig, check_tracking, resolve_tracking_uri
 
 METRIC_TAG = "sayo.metric."
 BENCHMARK_ACCURACY = re.compile(r"^[^/]+/accuracy$")
@@ -160,7 +157,7 @@ def _log_model(run_id: str, checkpoint: str, max_new_tokens: int) -> str:
     from mlflow.models import infer_signature
     from PIL import Image
 
-    from sayo.tracking.pyfunc import SayoVisionQA, encode_image
+    from sayo.registry.model import SayoVisionQA, encode_image
 
     example = pd.DataFrame(
         {

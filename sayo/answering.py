@@ -30,7 +30,7 @@ from sayo.rewards import (
     region_attention_reward,
     select_high_entropy_tokens,
 )
-from sayo.rollout import decode_completions, generate_completions, stop_and_suppress
+from sayo.sampling import decode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import attention_map, score_rollouts
 
 

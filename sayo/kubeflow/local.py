@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sayo.pipeline.compile import load_pipeline
+from sayo.kubeflow.compile import load_pipeline
 
 # The tiny CPU settings: a few minutes end to end (the `slow` test and `make` users run these).
 TINY_ARGUMENTS: dict[str, Any] = {
@@ -39,21 +39,19 @@ TINY_ARGUMENTS: dict[str, Any] = {
 def run_local(
     arguments: dict[str, Any] | None = None,
     pipeline_root: str | Path = "outputs/kfp-local",
-    root: str | Path = ".",
 ) -> dict[str, Any]:
     """Run the pipeline with `kfp.local`; returns the pipeline task's outputs (artifact objects).
 
     Args:
         arguments: pipeline parameters; None uses `TINY_ARGUMENTS`, a dict is merged over them.
         pipeline_root: where kfp.local writes every task's artifacts.
-        root: the repository holding `pipelines/` and `components/`.
     """
     from kfp import local
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(pipeline_root).resolve())
     )
-    pipeline = load_pipeline(root)
+    pipeline = load_pipeline()
     task = pipeline(**{**TINY_ARGUMENTS, **(arguments or {})})
     outputs: dict[str, Any] = dict(task.outputs) if task.outputs else {}
     return outputs

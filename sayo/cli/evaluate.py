@@ -1,6 +1,6 @@
 """`sayo evaluate` and `sayo register`: config file + `key=value` overrides → the stage's library entry.
 
-Same pattern as the training commands (`sayo.train.cli`): `--config configs/tiny.yaml` (or
+Same pattern as the training commands (`sayo.cli.train`): `--config configs/tiny.yaml` (or
 `--config params.yaml --section train`) gives the model/device/tracking sections; `--params
 params.yaml` takes the stage's own top-level section (`evaluate:` / `register:`) from dvc's
 params file instead of the config's, so `dvc exp run -S evaluate.batch_size=16` works.
@@ -94,7 +94,7 @@ def register_command(
     """Log the checkpoint as an MLflow model, alias it `challenger`, promote it to `champion` if it passes the gate."""
     from sayo.atomic import write_json
     from sayo.config import to_dict
-    from sayo.tracking.registry import checkpoint_metrics, register_checkpoint
+    from sayo.registry.register import checkpoint_metrics, register_checkpoint
 
     cfg = load_stage_config(config, overrides, section, params, "register")
     _, values = checkpoint_metrics(metrics, name or cfg.register.checkpoint_name)

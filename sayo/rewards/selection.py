@@ -1,0 +1,58 @@
+"""Which response tokens the attention reward looks at: the top-ρ highest-entropy ones.
+
+Why: SAYO scores attention only on the response tokens where the policy is most uncertain
+(docs/method.md, "The attention reward": H_t = −Σ_v p_t(v) log p_t(v), S = top ρ·T tokens)
+[paper]. Rewarding every token adds noise (finding 3) [paper], so the selection is a first-class
+function.
+
+Selection details [ours]: k = ceil(ρ · n_valid) per sequence (at least one token when there is a
+valid token), ties broken by position (earlier first), NaN entropies ranked below every number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# Guard against ρ·n landing a hair above an integer in floating point (0.7 · 10 = 7.000000000000001).
+_CEIL_SLACK = 1e-9
+
+
+def select_high_entropy_tokens(entropy: Tensor, mask: Tensor, ratio: float) -> Tensor:
+    """Per sequence, mark the top ``ceil(ratio · n_valid)`` valid tokens by entropy.
+
+    Args:
+        entropy: [B, T] token entropies.
+        mask: [B, T] bool, True for valid response tokens; invalid tokens are never selected.
+        ratio: fraction ρ in (0, 1]; 1.0 selects every valid token (the "full-token" ablation).
+
+    Returns:
+        [B, T] bool selection; at least one token per sequence with a valid token, none otherwise.
+        Equal entropies are broken by position (earlier first), so the result is deterministic.
+
+    Raises:
+        ValueError: ``ratio`` outside (0, 1] (NaN included) or mismatched shapes.
+    """
+    if not 0.0 < ratio <= 1.0:  # also rejects NaN
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    if entropy.dim() != 2 or entropy.shape != mask.shape:
+        raise ValueError(
+            f"entropy and mask must both be [B, T], got {tuple(entropy.shape)} and {tuple(mask.shape)}"
+        )
+    mask = mask.bool()  # [B, T]
+    n_valid = mask.sum(dim=1)  # [B]
+    k = torch.ceil(n_valid.double() * ratio - _CEIL_SLACK).long()  # [B]
+    k = torch.minimum(k.clamp(min=1), n_valid)  # [B]
+    # NaN would sort first in a descending sort; rank it below every real entropy instead.
+    scores = torch.nan_to_num(entropy.float(), nan=-math.inf)  # [B, T]
+    # Two stable sorts give a lexicographic order: valid first, then entropy descending, then position.
+    by_entropy = torch.sort(scores, dim=1, descending=True, stable=True).indices  # [B, T]
+    valid_sorted = mask.gather(1, by_entropy)  # [B, T]
+    by_valid = torch.sort(valid_sorted.to(torch.int8), dim=1, descending=True, stable=True).indices  # [B, T]
+    order = by_entropy.gather(1, by_valid)  # [B, T] positions, best first
+    positions = torch.arange(mask.shape[1], device=mask.device)  # [T]
+    in_top = positions.unsqueeze(0) < k.unsqueeze(1)  # [B, T] in sorted order
+    selected = torch.zeros_like(mask).scatter(1, order, in_top)  # [B, T] back in position order
+    return selected & mask  # [B, T]
