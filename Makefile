@@ -44,6 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check sayo tests benchmarks
 	$(BIN)/ruff format --check sayo tests benchmarks
 	$(BIN)/mypy sayo
+	$(BIN)/lint-imports --no-cache
 	$(MAKE) lint-infra
 
 # Dockerfiles (hadolint), Kubernetes manifests (kubernetes-validate, each file and, where kubectl is

@@ -28,7 +28,7 @@ def main() -> None:
         config = DataConfig(
             sources=[SourceConfig(type="synthetic")],
             synthetic=SyntheticConfig(num_samples=args.num_samples),
-            output=str(Path(tmp) / "dataset"),
+            path=str(Path(tmp) / "dataset"),
         )
         start = time.perf_counter()
         result = build(config, progress=False)

@@ -22,7 +22,7 @@ from sayo.data.build import build
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.synthetic import SyntheticConfig
 from sayo.evaluate.run import evaluate
-from sayo.train.config import load_train_config
+from sayo.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "dataset"
         build(DataConfig(sources=[SourceConfig(type="synthetic")], synthetic=SyntheticConfig(num_samples=args.num_samples),
-                         output=str(data)), progress=False)  # fmt: skip
-        cfg = load_train_config(ROOT / "configs/tiny.yaml", [
+                         path=str(data)), progress=False)  # fmt: skip
+        cfg = load_recipe("tiny", [
             f"evaluate.benchmarks=[{{name: synthetic, path: {data}, split: null}}]", f"evaluate.out_dir={tmp}/eval",
             f"evaluate.batch_size={args.batch_size}", f"evaluate.max_new_tokens={args.max_new_tokens}",
             "tracking.enabled=false", "device=cpu",

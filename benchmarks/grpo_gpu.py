@@ -120,14 +120,14 @@ def save_model(shape: str, out: Path, image_size: int) -> Path:
 
 def build_data(out: Path, image_size: int, samples: int) -> Path:
     from sayo.data.build import build
-    from sayo.data.config import load_config
+    from sayo.recipe import load_recipe
 
     overrides = [
-        f"output={out}",
-        f"synthetic.num_samples={samples}",
-        f"synthetic.image_size=[{image_size}, {image_size}]",
+        f"data.path={out}",
+        f"data.synthetic.num_samples={samples}",
+        f"data.synthetic.image_size=[{image_size}, {image_size}]",
     ]
-    build(load_config(ROOT / "configs/data/tiny.yaml", overrides), progress=False)
+    build(load_recipe("tiny", overrides).data, progress=False)
     return out
 
 
@@ -138,7 +138,8 @@ def update_tokens(chunks: list[Any]) -> int:
         if chunk.packed is not None:
             total += chunk.packed.inputs["input_ids"].numel()
         else:
-            total += chunk.prompts["input_ids"].numel() + chunk.completion_ids.numel()
+            sampled = chunk.sampled
+            total += sampled.prompt.prompts["input_ids"].numel() + sampled.completion_ids.numel()
     return total
 
 
@@ -166,9 +167,9 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from sayo.recipe import load_recipe
     from sayo.train import distributed
     from sayo.train import grpo as grpo_module
-    from sayo.train.config import load_train_config
 
     # one work directory per node and launch (the ranks of a node share it; MASTER_PORT tells launches apart)
     work = Path(tempfile.gettempdir()) / f"sayo-grpo-gpu-{os.environ['MASTER_PORT']}"
@@ -181,8 +182,8 @@ def main() -> None:
             while not (work / "data" / "stats.json").exists():
                 time.sleep(1)
         rows = args.prompts * args.group_size
-        cfg = load_train_config(
-            ROOT / "configs/tiny.yaml",
+        cfg = load_recipe(
+            "tiny",
             [
                 f"model.name_or_path={work / 'model'}",
                 f"model.gradient_checkpointing={str(not args.no_gradient_checkpointing).lower()}",
@@ -197,7 +198,7 @@ def main() -> None:
                 f"grpo.micro_batch_size={rows}",
                 f"grpo.max_new_tokens={args.max_new_tokens}",
                 "grpo.probe_every=0",
-                f"deepspeed.config={ROOT / f'configs/deepspeed/zero{args.zero}.json'}",
+                f"deepspeed.config=zero{args.zero}",
                 f"model.lora.enabled={str(args.lora).lower()}",
             ],
         )
@@ -209,11 +210,11 @@ def main() -> None:
         timings: list[tuple[float, int]] = []  # (update seconds, tokens the update saw) per step
         real_update = grpo_module.update
 
-        def timed_update(policy: Any, chunks: list[Any], advantages: Any, config: Any) -> dict:
+        def timed_update(engine: Any, chunks: list[Any], advantages: Any, config: Any) -> dict:
             if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            out = real_update(policy, chunks, advantages, config)
+            out = real_update(engine, chunks, advantages, config)
             if cuda:
                 torch.cuda.synchronize()
             timings.append((time.perf_counter() - start, update_tokens(chunks)))

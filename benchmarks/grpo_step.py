@@ -61,19 +61,14 @@ import torch
 
 from sayo.attention import AttentionCapture
 from sayo.data.build import build
-from sayo.data.config import load_config as load_data_config
+from sayo.data.config import DataConfig
 from sayo.data.dataset import GroundedDataset
 from sayo.prompts import question_text
+from sayo.recipe import Recipe, load_recipe
 from sayo.rewards import accuracy_reward, format_reward
-from sayo.train.config import (
-    CheckpointConfig,
-    DataSection,
-    GRPOConfig,
-    OptimConfig,
-    RewardConfig,
-    TrackingConfig,
-    TrainConfig,
-)
+from sayo.rewards.config import RewardConfig
+from sayo.tracking import TrackingConfig
+from sayo.train.config import CheckpointConfig, GRPOConfig, OptimConfig
 from sayo.train.grpo import _setup, grpo_step
 from sayo.train.sampler import EpochSampler
 
@@ -99,7 +94,7 @@ class Variant:
     """A sayo GRPO session stepped by hand, with its own RNG stream and capture clock."""
 
     name: str
-    cfg: TrainConfig
+    cfg: Recipe
     session: Any
     rng: torch.Tensor
     steps: list[Step] = field(default_factory=list)
@@ -150,17 +145,15 @@ def clock_capture(capture: AttentionCapture, seconds: list[float]) -> None:
 
 def build_dataset(out: Path, num_samples: int) -> Path:
     """The tiny recipe's synthetic grounded dataset, built by the real `data` stage."""
-    config = load_data_config(
-        ROOT / "configs/data/tiny.yaml", [f"output={out}", f"synthetic.num_samples={num_samples}"]
-    )
-    build(config, progress=False)
+    recipe = load_recipe("tiny", [f"data.path={out}", f"data.synthetic.num_samples={num_samples}"])
+    build(recipe.data, progress=False)
     return out
 
 
 def sayo_config(
     args: argparse.Namespace, data: Path, work: Path, weights: dict[str, float], pack: bool = True
-) -> TrainConfig:
-    """The tiny recipe's GRPO section (configs/tiny.yaml) with the benchmark's shape."""
+) -> Recipe:
+    """The tiny recipe's GRPO section with the benchmark's shape."""
     grpo = GRPOConfig(
         pack_groups=pack,
         init_from="model",
@@ -176,10 +169,10 @@ def sayo_config(
         probe_every=0,
         optim=OptimConfig(lr=args.lr, warmup_steps=0, schedule="constant"),
     )
-    return TrainConfig(
+    return Recipe(
         seed=args.seed,
         device="cpu",
-        data=DataSection(path=str(data)),
+        data=DataConfig(path=str(data)),
         grpo=grpo,
         rewards=RewardConfig(weights=dict(weights)),
         checkpoint=CheckpointConfig(dir=str(work / "ckpt"), every=0),
@@ -187,7 +180,7 @@ def sayo_config(
     )
 
 
-def sayo_variant(name: str, cfg: TrainConfig) -> Variant:
+def sayo_variant(name: str, cfg: Recipe) -> Variant:
     session = _setup(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -198,7 +191,7 @@ def sayo_variant(name: str, cfg: TrainConfig) -> Variant:
     return variant
 
 
-def trl_dataset(cfg: TrainConfig, num_prompts: int) -> Any:
+def trl_dataset(cfg: Recipe, num_prompts: int) -> Any:
     """The prompts sayo's sampler will draw, in its order, in TRL's conversational image format."""
     from datasets import Dataset
 
@@ -233,7 +226,7 @@ def trl_rewards(tolerance: float) -> list[Callable[..., list[float]]]:
     return [accuracy, format_]
 
 
-def trl_trainer(cfg: TrainConfig, work: Path, callback: Any, same_model: bool) -> Any:
+def trl_trainer(cfg: Recipe, work: Path, callback: Any, same_model: bool) -> Any:
     from transformers import AutoModelForImageTextToText
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer

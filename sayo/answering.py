@@ -1,6 +1,6 @@
 """Answer a batch of benchmark questions and measure where the answers looked.
 
-Why one function for evaluation and the training probes (`sayo.train.probes`): "does it really
+Why one function for evaluation, the training probes and the registered model: "does it really
 see it" must be measured the same way during training and in the final report — generation
 (greedy, or sampled n times), the scoring forward with the attention capture, the top-ρ entropy
 selection and the region share of method.md ("The attention reward"), reported for evaluation
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,13 +23,9 @@ from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.prompts import build_prompt_batch, prompt_region_mask
 from sayo.regions import token_grid_shape
-from sayo.rewards import (
-    accuracy_reward,
-    extract_answer,
-    format_reward,
-    region_attention_reward,
-    select_high_entropy_tokens,
-)
+from sayo.rewards import accuracy_reward, extract_answer, format_reward
+from sayo.rewards.attention import attention_on_region
+from sayo.rewards.config import AttentionConfig
 from sayo.sampling import decode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import attention_map, score_rollouts
 
@@ -38,8 +34,11 @@ from sayo.scoring import attention_map, score_rollouts
 class Answers:
     """Per-answer results of one batch; with `n` answers per sample, rows are sample-major.
 
-    correct, formatted, lengths, region_attention: [B·n]; heatmaps: one [rows, cols] grid per row
-    (mean attention of the selected tokens over the image), None without capture.
+    correct, formatted, lengths: [B·n]. With capture (else None), as `rewards.attention` defines
+    them: region_attention, the share of the selected tokens' visual attention on the region;
+    attention_lift, that share minus the region's area fraction (0 = uniform attention);
+    attention_reward, the configured reward form; heatmaps, one [rows, cols] grid per row (mean
+    attention of the selected tokens over the image).
     """
 
     texts: list[str]
@@ -48,6 +47,8 @@ class Answers:
     formatted: Tensor
     lengths: Tensor
     region_attention: Tensor | None = None
+    attention_lift: Tensor | None = None
+    attention_reward: Tensor | None = None
     heatmaps: list[np.ndarray] | None = None
 
 
@@ -60,8 +61,8 @@ class AnswerOptions:
     n: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
-    entropy_ratio: float = 0.2
     tolerance: float = 0.05
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 
 def _device(model: Any) -> torch.device:
@@ -130,9 +131,11 @@ def _attention(
         capture=capture,
         region_mask=region_mask.to(ids.device),
     )
-    assert scores.region_share is not None
-    selected = select_high_entropy_tokens(scores.entropy, mask, options.entropy_ratio)  # [B·n, T]
-    answers.region_attention = region_attention_reward(scores.region_share, selected).cpu()  # [B·n]
+    assert scores.region is not None
+    selected, measures = attention_on_region(scores.entropy, mask, scores.region, options.attention)
+    answers.region_attention = measures.share.cpu()  # [B·n]
+    answers.attention_lift = measures.lift.cpu()  # [B·n]
+    answers.attention_reward = measures.reward.cpu()  # [B·n]
     answers.heatmaps = [
         attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).cpu().numpy()
         for row in range(ids.shape[0])

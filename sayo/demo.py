@@ -4,14 +4,15 @@ For each synthetic sample, a GRPO group of four completions is scored with every
 reference answer in the template, a wrong answer in the template, the reference answer without
 the template, and one completion sampled from the policy. One no-grad forward gives log-probs,
 entropies and the captured attention (`sayo.scoring`); the region-attention reward averages the
-region share over the top-ρ high-entropy tokens (method.md). It prints a table, writes
+region share over the top-ρ high-entropy tokens (docs/method.md), as the recipe's
+`rewards` section says. It prints a table, writes
 `scores.jsonl`, and draws `heatmaps.png`: each image with its region box and where the reference
 completion's selected tokens look.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,9 @@ from sayo.loss import group_advantages
 from sayo.models import load_policy
 from sayo.prompts import OPTION_LETTERS, build_prompt_batch, formatted_answer, prompt_region_mask
 from sayo.regions import token_grid_shape
-from sayo.rewards import (
-    PRESETS,
-    accuracy_reward,
-    combine_rewards,
-    format_reward,
-    region_attention_reward,
-    select_high_entropy_tokens,
-)
+from sayo.rewards import accuracy_reward, combine_rewards, format_reward
+from sayo.rewards.attention import attention_on_region
+from sayo.rewards.config import RewardConfig
 from sayo.sampling import decode_completions, encode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import attention_map, score_rollouts
 from sayo.viz import heatmap_grid, save_png
@@ -49,10 +45,9 @@ class DemoConfig:
     model: str = "tiny"  # `tiny`, a checkpoint directory, or a cached hub id
     num_samples: int = 4  # synthetic samples, one GRPO group each
     seed: int = 0
-    entropy_ratio: float = 0.2  # ρ: share of highest-entropy tokens the attention reward uses
-    layers: str = "last_half"  # decoder layers whose attention is captured
     max_new_tokens: int = 24  # length of the sampled completion
     out_dir: Path = Path("outputs/demo")
+    rewards: RewardConfig = field(default_factory=RewardConfig)  # the recipe's reward weights and attention
 
 
 def _wrong_answer(sample: Sample) -> str:
@@ -102,7 +97,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
     prompts = build_prompt_batch(processor, samples, images, repeat=group)
     _, region_mask = prompt_region_mask(prompts, samples, images, model.config.image_token_id, repeat=group)
     completion_ids, completion_mask = encode_completions(tokenizer, texts)
-    capture = AttentionCapture(model, layers=config.layers)
+    attention = config.rewards.attention
+    capture = AttentionCapture(model, attention.layers, attention.heads)
     with console.status("scoring: one forward with attention capture"):
         scores = score_rollouts(
             model,
@@ -113,17 +109,17 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
             capture=capture,
             region_mask=region_mask,
         )
-    assert scores.region_share is not None  # capture was given
-    selected = select_high_entropy_tokens(scores.entropy, completion_mask, config.entropy_ratio)  # [B, T]
+    assert scores.region is not None  # capture was given
+    selected, measures = attention_on_region(scores.entropy, completion_mask, scores.region, attention)
     rows = [s for s in samples for _ in range(group)]
     components = {
         "accuracy": accuracy_reward(
             texts, [s.answer for s in rows], [s.answer_type.value for s in rows], [s.choices for s in rows]
         ),
         "format": format_reward(texts),
-        "region_attention": region_attention_reward(scores.region_share, selected),
+        "region_attention": measures.reward,
     }
-    total, components = combine_rewards(components, PRESETS["sayo"])
+    total, components = combine_rewards(components, config.rewards.weights)
     advantages = group_advantages(total, group)
     records = _records(rows, texts, components, total, advantages)
     console.print(_table(records))

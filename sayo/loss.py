@@ -2,8 +2,8 @@
 
 Why: SAYO optimises its reward with GRPO — G rollouts per prompt, advantages normalised within
 each group, a clipped per-token importance-ratio surrogate and a KL penalty to a reference policy
-(method.md, "Total reward and optimisation"; finding 5) [paper]. These are pure functions with no
-trainer state, so each can be checked against hand-computed values (architecture.md, "Training").
+(docs/method.md, "Total reward and optimisation"; finding 5) [paper]. These are pure functions with no
+trainer state, so each can be checked against hand-computed values (docs/architecture.md, "Training").
 
 Where this departs from the textbook / the choices left open [ours]:
 - asymmetric clipping (ε_low, ε_high) as in DAPO; both default to ε = 0.2;
@@ -19,11 +19,15 @@ Where this departs from the textbook / the choices left open [ours]:
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 
-ADVANTAGE_SCALES = ("group", "batch", "none")
-LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+AdvantageScale = Literal["group", "batch", "none"]
+LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
+ADVANTAGE_SCALES: tuple[str, ...] = get_args(AdvantageScale)
+LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 STD_EPS = 1e-4
 
 

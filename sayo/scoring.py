@@ -1,6 +1,6 @@
 """The one forward pass GRPO needs per batch of rollouts.
 
-Architecture.md, "One step": a single no-grad forward of the old/reference policy over
+docs/architecture.md, "One GRPO step": a single no-grad forward of the old/reference policy over
 prompt + completion gives the per-token log-probabilities, the entropies that choose which
 tokens the attention reward looks at, and — through `AttentionCapture` hooks on the same
 forward — where those tokens attend in the image. The trainer calls `completion_logits` again
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from sayo.attention import AttentionCapture, positions_from_mask
 from sayo.logprobs import token_entropy, token_logprobs
 from sayo.packing import PackedGroups
-from sayo.rewards.attention import region_share
+from sayo.rewards.attention import RegionMasses, region_masses
 
 
 @dataclass
@@ -34,7 +34,7 @@ class RolloutScores:
 
     logps, entropy: [B, T]; attention: [B, T, K] over the image keys (None without capture);
     image_keys: [B, K] valid image keys; region_keys: [B, K] keys inside the target region;
-    region_share: [B, T] share of each token's visual attention on the region (None without capture).
+    region: each token's attention mass on the region and the image (None without capture).
     """
 
     logps: Tensor
@@ -42,7 +42,16 @@ class RolloutScores:
     attention: Tensor | None = None
     image_keys: Tensor | None = None
     region_keys: Tensor | None = None
-    region_share: Tensor | None = None
+    region: RegionMasses | None = None
+
+    @property
+    def region_share(self) -> Tensor | None:
+        """[B, T] share of each token's visual attention on the region (None without capture)."""
+        if self.region is None:
+            return None
+        masses = self.region
+        has_mass = masses.image > 0
+        return torch.where(has_mass, masses.region / torch.where(has_mass, masses.image, 1.0), 0.0)
 
 
 def _joint_inputs(
@@ -187,14 +196,13 @@ def _with_attention(
     region_keys = torch.zeros_like(image_keys)
     if region_mask is not None:
         region_keys = region_mask.gather(1, key_index) & image_keys  # [B, K]
-    share = region_share(attention, region_keys, image_keys)  # [B, T]
     return RolloutScores(
         logps=token_logprobs(logits, completion_ids),
         entropy=token_entropy(logits.detach()),
         attention=attention,
         image_keys=image_keys,
         region_keys=region_keys,
-        region_share=share,
+        region=region_masses(attention, region_keys, image_keys),
     )
 
 

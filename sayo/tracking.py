@@ -51,11 +51,11 @@ TRUNCATED = "...[truncated]"
 class TrackingConfig:
     """MLflow: tracking URI from MLFLOW_TRACKING_URI, else a local sqlite store."""
 
-    experiment: str = "sayo"
-    run_name: str | None = None
+    experiment: str = "sayo"  # MLflow experiment of every stage's run
+    run_name: str | None = None  # run name (default: the stage's name)
     parent_run_id: str | None = None  # nest the stage's run under a pipeline run
     tracking_uri: str | None = None  # overrides MLFLOW_TRACKING_URI
-    enabled: bool = True
+    enabled: bool = True  # false: log nothing (no MLflow import at all)
 
 
 class TrackingUnavailable(RuntimeError):

@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from sayo.data.build import build
 from sayo.models import build_tiny
+from sayo.recipe import load_recipe
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +25,15 @@ def tiny():
     """(model, processor) of the tiny default, in eval mode, SDPA attention."""
     torch.set_num_threads(2)
     return build_tiny()
+
+
+def build_tiny_dataset(out, num_samples: int, *overrides: str):
+    """A synthetic dataset of the tiny recipe at `out`, built by the real `data` stage."""
+    recipe = load_recipe(
+        "tiny", [f"data.path={out}", f"data.synthetic.num_samples={num_samples}", *overrides]
+    )
+    build(recipe.data, progress=False)
+    return out
 
 
 def chat_prompt(processor, question: str) -> str:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sayo.models import build_tiny, load_policy
+from sayo.recipe import Recipe
 from sayo.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final
-from sayo.train.config import TrainConfig
 
 
 def make_run(lr: float = 1e-3):
@@ -51,7 +51,7 @@ def save(stage: Path, step: int, model, processor, optimizer, scheduler, keep_la
         optimizer=optimizer,
         scheduler=scheduler,
         trainer_state=state,
-        config=TrainConfig(),
+        config=Recipe(),
         keep_last=keep_last,
     )
 
@@ -172,7 +172,7 @@ def test_trainer_state_must_be_json(tmp_path: Path) -> None:
             optimizer=optimizer,
             scheduler=scheduler,
             trainer_state={"step": 1, "metrics": {"loss": torch.tensor(1.0)}},
-            config=TrainConfig(),
+            config=Recipe(),
             keep_last=0,
         )
     assert list(tmp_path.iterdir()) == []
@@ -189,7 +189,7 @@ def test_engine_hook_replaces_optimizer_file(tmp_path: Path) -> None:
         optimizer=None,
         scheduler=scheduler,
         trainer_state={"step": 1},
-        config=TrainConfig(),
+        config=Recipe(),
         keep_last=0,
         engine_save=lambda d: (d / "zero").mkdir(),
     )
@@ -203,12 +203,12 @@ def test_engine_hook_replaces_optimizer_file(tmp_path: Path) -> None:
 def test_save_final_loads_with_load_policy(tmp_path: Path) -> None:
     model, processor, optimizer, scheduler = make_run()
     train_steps(model, optimizer, scheduler, 1)
-    final = save_final(tmp_path, model=model, processor=processor, config=TrainConfig())
+    final = save_final(tmp_path, model=model, processor=processor, config=Recipe())
     assert final == tmp_path / "final" and (final / "config.yaml").exists() and (final / "COMPLETE").exists()
     loaded, loaded_processor = load_policy(final, device="cpu")
     assert_same_tensors(clone_state(loaded), clone_state(model))
     assert loaded_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
-    save_final(tmp_path, model=model, processor=processor, config=TrainConfig())  # overwrites in place
+    save_final(tmp_path, model=model, processor=processor, config=Recipe())  # overwrites in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
 
 
@@ -232,7 +232,7 @@ def test_lora_adapters_round_trip_and_merge_on_final(tmp_path: Path) -> None:
     load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
     assert_same_tensors(clone_state(model), adapters)
 
-    final = save_final(tmp_path / "sft", model=model, processor=processor, config=TrainConfig())
+    final = save_final(tmp_path / "sft", model=model, processor=processor, config=Recipe())
     assert hasattr(model, "peft_config") and any("lora_" in n for n, _ in model.named_parameters())
     merged, _ = load_policy(final, device="cpu")
     ids = torch.randint(20, 600, (2, 9))

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("kfp")
 from kfp.dsl import Dataset, Markdown, Metrics
 
-from sayo.kubeflow.assess import flat_checkpoint_metrics
-from sayo.kubeflow.steps import data_overrides, numeric_metrics, train_overrides
+from sayo.config import finite_numbers, flatten
+from sayo.kubeflow.steps import data_overrides, train_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
         # each knob maps to its config field; max_steps follows the stage
         ({"max_steps": 5, "stage": "sft"}, ["a=1", "sft.max_steps=5"]),
         (
-            {"experiment": "e", "max_steps": 7, "group_size": 4, "entropy_ratio": 0.5},
+            {"experiment": "e", "max_steps": 7, "group_size": 4, "attention_ratio": 0.5},
             [
                 "a=1",
                 "tracking.experiment=e",
                 "grpo.max_steps=7",
                 "grpo.group_size=4",
-                "rewards.entropy_ratio=0.5",
+                "rewards.attention.ratio=0.5",
             ],
         ),
         # a dict becomes a YAML (JSON) mapping literal
@@ -46,18 +46,21 @@ def test_train_overrides(kwargs: dict[str, Any], expected: list[str]) -> None:
 
 
 def test_data_overrides() -> None:
-    assert data_overrides(["seed=1"], [], "/out") == ["seed=1", "output=/out"]
+    assert data_overrides(["seed=1"], [], "/out") == ["seed=1", "data.path=/out"]
     sources = [{"type": "jsonl", "path": "x.jsonl"}]
-    assert data_overrides([], sources, "/o") == ['sources=[{"type":"jsonl","path":"x.jsonl"}]', "output=/o"]
+    assert data_overrides([], sources, "/o") == [
+        'data.sources=[{"type":"jsonl","path":"x.jsonl"}]',
+        "data.path=/o",
+    ]
 
 
-def test_numeric_metrics_keeps_finite_numbers() -> None:
+def test_finite_numbers_keeps_finite_numbers() -> None:
     raw = {"a": 1, "b": 0.5, "flag": True, "name": "x", "nan": float("nan"), "inf": float("inf")}
-    assert numeric_metrics(raw) == {"a": 1.0, "b": 0.5}
+    assert finite_numbers(raw) == {"a": 1.0, "b": 0.5}
 
 
 def test_data_component_builds_a_dataset_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)  # config paths are relative to the repository, as in the image
+    monkeypatch.chdir(tmp_path)  # a built-in recipe name works from any directory
     from sayo.kubeflow.components import data
 
     dataset = Dataset(name="dataset", uri=str(tmp_path / "dataset"))
@@ -66,8 +69,8 @@ def test_data_component_builds_a_dataset_artifact(tmp_path: Path, monkeypatch: p
         Markdown(name="card", uri=str(tmp_path / "card")),
     )
     data.python_func(
-        config="configs/data/tiny.yaml",
-        overrides=["synthetic.num_samples=12"],
+        config="tiny",
+        overrides=["data.synthetic.num_samples=12"],
         sources=[],
         dataset=dataset,
         stats=stats,
@@ -79,12 +82,12 @@ def test_data_component_builds_a_dataset_artifact(tmp_path: Path, monkeypatch: p
     assert (tmp_path / "card").read_text().startswith("#")
 
 
-def test_flat_checkpoint_metrics() -> None:
+def test_checkpoint_metrics_flatten_to_finite_numbers() -> None:
     nested = {
         "grpo": {"synthetic": {"accuracy": 0.5, "format_rate": 1, "region_attention": None}},
         "base": {"synthetic": {"accuracy": float("nan"), "note": "x"}},  # NaN and text are dropped
     }
-    assert flat_checkpoint_metrics(nested) == {
+    assert finite_numbers(flatten(nested, sep="/")) == {
         "grpo/synthetic/accuracy": 0.5,
         "grpo/synthetic/format_rate": 1.0,
     }

@@ -94,7 +94,7 @@ def test_corpus_covers_every_bad_file() -> None:
 def test_bad_input_fails_with_position(
     name: str, kind: str, line: int, field: str, fragment: str, previous: Path
 ) -> None:
-    config = DataConfig(sources=[source_for(name, kind)], output=str(previous))
+    config = DataConfig(sources=[source_for(name, kind)], path=str(previous))
     with pytest.raises(DataValidationError) as info:
         build(config, progress=False)
     problems = info.value.problems
@@ -113,7 +113,7 @@ def test_bad_input_fails_with_position(
 def test_cli_exits_2_and_lists_problems(name: str, previous: Path) -> None:
     kind = name.split("_")[0]
     config = previous.parent / "config.yaml"
-    config.write_text(f"output: {previous}\nsources:\n  - {{type: {kind}, path: {BAD / name}}}\n")
+    config.write_text(f"data:\n  path: {previous}\n  sources:\n    - {{type: {kind}, path: {BAD / name}}}\n")
     result = CliRunner().invoke(app, ["data", "build", "--config", str(config), "--no-progress"])
     assert result.exit_code == 2, result.output
     assert f"{name}:" in result.output and "nothing was written" in result.output
@@ -127,7 +127,7 @@ def test_problem_list_is_capped(tmp_path: Path) -> None:
     )
     (tmp_path / "many.jsonl").write_text(rows)
     config = DataConfig(
-        sources=[SourceConfig(type="jsonl", path=str(tmp_path / "many.jsonl"))], output=str(tmp_path / "o")
+        sources=[SourceConfig(type="jsonl", path=str(tmp_path / "many.jsonl"))], path=str(tmp_path / "o")
     )
     with pytest.raises(DataValidationError) as info:
         build(config, progress=False)

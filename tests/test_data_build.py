@@ -25,7 +25,7 @@ GOOD, BAD, IMAGES = DATA / "good", DATA / "bad", DATA / "images"
 
 
 def _config(tmp_path: Path, *sources: SourceConfig, **kwargs) -> DataConfig:
-    return DataConfig(sources=list(sources), output=str(tmp_path / "ds"), **kwargs)
+    return DataConfig(sources=list(sources), path=str(tmp_path / "ds"), **kwargs)
 
 
 def _manifest(tmp_path: Path) -> list[dict]:
@@ -168,16 +168,15 @@ def test_interrupted_build_keeps_previous(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_cli_build_with_overrides(tmp_path: Path) -> None:
-    config = Path(__file__).resolve().parents[1] / "configs" / "data" / "tiny.yaml"
     out = tmp_path / "cli"
     args = [
         "data",
         "build",
         "--config",
-        str(config),
+        "tiny",
         "--no-progress",
-        "synthetic.num_samples=12",
-        f"output={out}",
+        "data.synthetic.num_samples=12",
+        f"data.path={out}",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -186,7 +185,7 @@ def test_cli_build_with_overrides(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_bad_config(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("sources:\n  - {type: csv, path: x}\n")
+    (tmp_path / "c.yaml").write_text("data:\n  sources:\n    - {type: csv, path: x}\n")
     result = CliRunner().invoke(app, ["data", "build", "--config", str(tmp_path / "c.yaml")])
     assert result.exit_code != 0 and "source.type" in str(result.exception)
 

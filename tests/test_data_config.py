@@ -1,4 +1,4 @@
-"""Tests of the data-stage config: YAML sections, key=value overrides, errors that name the field."""
+"""Tests of the recipe's `data:` section: overrides, relative source paths, errors that name the field."""
 
 from __future__ import annotations
 
@@ -6,29 +6,31 @@ from pathlib import Path
 
 import pytest
 
-from sayo.data.config import (
-    DataConfig,
-    SourceConfig,
-    SplitConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-)
+from sayo.config import apply_overrides, from_dict
+from sayo.data.config import DataConfig, SourceConfig, SplitConfig
+from sayo.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_default_recipe_and_params_agree() -> None:
-    tiny = load_config(ROOT / "configs/data/tiny.yaml")
-    params = load_config(ROOT / "params.yaml")  # its `data:` section
-    assert tiny == params
-    assert tiny.output == "data/processed" and tiny.sources[0].type == "synthetic"
+def config_from_dict(raw: dict) -> DataConfig:
+    return from_dict(DataConfig, raw, "data")
+
+
+def test_default_recipe_builds_the_synthetic_set_where_training_reads() -> None:
+    tiny = load_recipe("tiny").data
+    assert tiny.path == "data/processed" and tiny.sources[0].type == "synthetic"
+    assert (tiny.train_split, tiny.eval_split) == ("train", "val")
 
 
 def test_overrides_reach_nested_fields(tmp_path: Path) -> None:
-    config = load_config(
-        ROOT / "params.yaml", ["synthetic.num_samples=64", "splits.train=0.7", "splits.val=0.2", "seed=3"]
-    )
+    overrides = [
+        "data.synthetic.num_samples=64",
+        "data.splits.train=0.7",
+        "data.splits.val=0.2",
+        "data.seed=3",
+    ]
+    config = load_recipe("tiny", overrides).data
     assert config.synthetic.num_samples == 64
     assert (config.splits.train, config.splits.val, config.seed) == (0.7, 0.2, 3)
 
@@ -38,9 +40,9 @@ def test_override_list_item_by_index() -> None:
     assert config_from_dict(raw).sources[0].weight == 2.5
 
 
-def test_relative_source_paths_follow_the_config_file(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("sources:\n  - {type: jsonl, path: sub/a.jsonl}\n")
-    assert load_config(tmp_path / "c.yaml").sources[0].path == str(tmp_path / "sub" / "a.jsonl")
+def test_relative_source_paths_follow_the_recipe_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("data:\n  sources:\n    - {type: jsonl, path: sub/a.jsonl}\n")
+    assert load_recipe(tmp_path / "c.yaml").data.sources[0].path == str(tmp_path / "sub" / "a.jsonl")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_relative_source_paths_follow_the_config_file(tmp_path: Path) -> None:
         (lambda: DataConfig(sources=[]), "sources"),
         (lambda: DataConfig(sources=[SourceConfig(), SourceConfig()]), "names must be unique"),
         (lambda: DataConfig(seed=-1), "seed = -1"),
+        (lambda: DataConfig(max_samples=0), "data.max_samples = 0"),
         (lambda: config_from_dict({"sourcez": []}), "unknown key(s)"),
         (lambda: config_from_dict({"synthetic": {"num_samples": 0}}), "SyntheticConfig.num_samples"),
         (lambda: apply_overrides({}, ["no_equals_sign"]), "key=value"),

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_tiny_dataset
 
-from sayo.train.config import LoraConfig, OptimConfig
+from sayo.models.config import LoraConfig
+from sayo.train.config import OptimConfig
 from sayo.train.engine import build_engine
 from sayo.train.launch import load_deepspeed_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "deepspeed"
+CONFIGS = Path(__file__).resolve().parents[1] / "sayo" / "recipes" / "deepspeed"
 OPTIM = OptimConfig(lr=1e-3, warmup_steps=1, schedule="linear", max_grad_norm=1.0)
 
 
@@ -184,21 +186,15 @@ def test_zero2_with_lora_and_wrong_accumulation(tiny, dist: str) -> None:
 def test_grpo_trainer_runs_under_zero(dist: str, stage: int, tmp_path: Path) -> None:
     """The GRPO stage itself, not only the engine, trains under DeepSpeed ZeRO-2/3 (gloo, one rank);
     its checkpoints hold the whole weights (gathered under ZeRO-3) and load like any model."""
-    from sayo.data.build import build
-    from sayo.data.config import load_config
-    from sayo.train.config import load_train_config
+    from sayo.recipe import load_recipe
     from sayo.train.grpo import train_grpo
 
-    root = Path(__file__).resolve().parents[1]
     data = tmp_path / "data"
-    build(
-        load_config(root / "configs/data/tiny.yaml", [f"output={data}", "synthetic.num_samples=32"]),
-        progress=False,
-    )
+    build_tiny_dataset(data, 32)
 
     def config(out: str, *extra: str):
-        return load_train_config(
-            root / "configs/tiny.yaml",
+        return load_recipe(
+            "tiny",
             [
                 f"data.path={data}",
                 f"checkpoint.dir={tmp_path / out}",
@@ -213,7 +209,7 @@ def test_grpo_trainer_runs_under_zero(dist: str, stage: int, tmp_path: Path) -> 
                 "grpo.probe_every=0",
                 "checkpoint.every=1",
                 "checkpoint.keep_last=0",
-                f"deepspeed.config={root / f'configs/deepspeed/zero{stage}.json'}",
+                f"deepspeed.config=zero{stage}",
                 *extra,
             ],
         )

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_dataset
 
 from sayo.train import distributed
 
@@ -61,11 +62,11 @@ def test_one_rank_needs_no_process_group():
 
 
 def test_several_processes_without_deepspeed_is_an_error(tmp_path, monkeypatch):
-    from sayo.train.config import load_train_config
+    from sayo.recipe import load_recipe
     from sayo.train.policy import load_trainable_policy
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    cfg = load_train_config(ROOT / "configs/tiny.yaml", [f"checkpoint.dir={tmp_path}"])
+    cfg = load_recipe("tiny", [f"checkpoint.dir={tmp_path}"])
     with pytest.raises(ValueError, match=r"2 processes .* deepspeed.config is empty"):
         load_trainable_policy(cfg, cfg.grpo.optim, 1, 1, 1)
 
@@ -85,12 +86,12 @@ def _grpo(tmp_path: Path, data: Path, out: str, *overrides: str) -> None:
     }
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_port()}",
-        "-m", "sayo", "grpo", "--config", str(ROOT / "configs/tiny.yaml"),
+        "-m", "sayo", "grpo", "--config", "tiny",
         f"data.path={data}", f"checkpoint.dir={tmp_path / out}", "device=cpu", "grpo.init_from=model",
         "grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.micro_batch_size=4", "grpo.max_new_tokens=6",
         "grpo.probe_every=0", "checkpoint.every=1", "checkpoint.keep_last=0", f"tracking.experiment={out}",
         "grpo.loss_type=dapo", "grpo.advantage_scale=batch",  # the two cross-rank reductions
-        f"deepspeed.config={ROOT / 'configs/deepspeed/zero2.json'}", *overrides,
+        "deepspeed.config=zero2", *overrides,
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -101,14 +102,8 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
     pytest.importorskip("deepspeed")
     import mlflow
 
-    from sayo.data.build import build
-    from sayo.data.config import load_config
-
     data = tmp_path / "data"
-    build(
-        load_config(ROOT / "configs/data/tiny.yaml", [f"output={data}", "synthetic.num_samples=40"]),
-        progress=False,
-    )
+    build_tiny_dataset(data, 40)
     _grpo(tmp_path, data, "straight", "grpo.max_steps=3")
     _grpo(tmp_path, data, "resumed", "grpo.max_steps=2")
     _grpo(tmp_path, data, "resumed", "grpo.max_steps=3", "checkpoint.resume=true")
@@ -141,8 +136,8 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
 def test_each_rank_gets_its_own_gpu_and_only_rank_0_tracks(monkeypatch):
     import torch
 
-    from sayo.train.config import TrackingConfig
-    from sayo.train.runtime import resolve_device
+    from sayo.runtime import resolve_device
+    from sayo.tracking import TrackingConfig
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

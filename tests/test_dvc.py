@@ -1,8 +1,9 @@
-"""The repo's dvc pipeline in a throwaway git repo: repro is incremental, params drive it, S3 round trip.
+"""The repo's dvc pipeline in a throwaway git repo: repro is incremental, the recipe drives it, code edits
+re-run the stages that import the code, S3 round trip.
 
-Each test copies the real `dvc.yaml`, `params.yaml` (with a tiny synthetic set), `.dvcignore` and
-the `sayo/data` code dependency into a temporary git repository and runs the `dvc` command line, so
-what is tested is what `dvc repro` does in this repository.
+Each test copies the real `dvc.yaml`, `.dvcignore` and the whole `sayo/` package (whose
+`sayo/recipes/tiny.yaml` is the pipeline's params file) into a temporary git repository and runs
+the `dvc` command line, so what is tested is what `dvc repro` does in this repository.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from moto_s3 import moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPE = "sayo/recipes/tiny.yaml"
 OTHER_STAGE = {
     "cmd": "python -c \"open('other.txt', 'w').write('x')\"",
     "params": ["other"],
@@ -51,28 +53,39 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _set_param(repo: Path, section: str, key: str, value: object) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.setdefault(section, {})[key] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    recipe = yaml.safe_load((repo / RECIPE).read_text())
+    recipe.setdefault(section, {})[key] = value
+    (repo / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def _copy_project(repo: Path) -> None:
+    repo.mkdir()
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "sayo", repo / "sayo", ignore=shutil.ignore_patterns("__pycache__"))
+    _set_param(repo, "data", "synthetic", {**_recipe(repo)["data"]["synthetic"], "num_samples": 16})
+
+
+def _recipe(repo: Path) -> dict:
+    return dict(yaml.safe_load((repo / RECIPE).read_text()))
+
+
+def _commit_all(repo: Path) -> None:
+    _run(repo, "git", "init", "-q")
+    _run(repo, "dvc", "init", "-q")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "pipeline")
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A committed git+dvc repo holding this project's data pipeline (16 synthetic samples)."""
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
-    shutil.copytree(
-        ROOT / "sayo" / "data", repo / "sayo" / "data", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["synthetic"]["num_samples"] = 16
-    params["other"] = {"x": 1}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _copy_project(repo)
+    (repo / "params.yaml").write_text("other: {x: 1}\n")  # the independent stage's own params
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    # the data stage only (the training stages need the whole package and minutes of CPU), plus an
-    # independent stage that must not re-run for data params
+    # the data stage only (the training stages take minutes of CPU), plus an independent stage
+    # that must not re-run for data params
     pipeline["stages"] = {"data": pipeline["stages"]["data"], "other": OTHER_STAGE}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     _run(repo, "git", "init", "-q")
@@ -101,9 +114,34 @@ def test_exp_run_set_param(repo: Path) -> None:
     _run(repo, "dvc", "repro")
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "baseline")
-    _run(repo, "dvc", "exp", "run", "-S", "data.synthetic.num_samples=24")
+    _run(repo, "dvc", "exp", "run", "-S", f"{RECIPE}:data.synthetic.num_samples=24")
     assert _num_samples(repo) == 24
-    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["synthetic"]["num_samples"] == 24
+    assert _recipe(repo)["data"]["synthetic"]["num_samples"] == 24
+
+
+def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) -> None:
+    """The whole pipeline, its state recorded without training (`dvc commit`): an edit of
+    `sayo/packing.py` marks the stages that import it changed, not `data`."""
+    repo = tmp_path / "repo"
+    _copy_project(repo)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for stage in pipeline["stages"].values():  # stand-in outputs, so dvc can record every stage
+        for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = repo / (out if isinstance(out, str) else next(iter(out)))
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}")
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "x").write_text("x")
+    _commit_all(repo)
+    _run(repo, "dvc", "commit", "-f", "-q")
+    assert "up to date" in _run(repo, "dvc", "status")
+    packing = repo / "sayo" / "packing.py"
+    packing.write_text(packing.read_text() + "\n# an edit\n")
+    changed = json.loads(_run(repo, "dvc", "status", "--json"))
+    assert {"sft", "grpo", "evaluate"} <= set(changed) and "data" not in changed, changed
+    assert "sayo/packing.py" in json.dumps(changed["grpo"])
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sayo.config import flatten
 from sayo.evaluate.benchmarks import load_benchmark
 from sayo.evaluate.config import BenchmarkConfig, EvalConfig
 from sayo.evaluate.metrics import (
     accuracy_rows,
     benchmark_metrics,
     bootstrap_ci,
-    flat_metrics,
     group_by,
     json_safe,
     summarize,
@@ -94,7 +94,7 @@ def test_per_category_metrics() -> None:
 
 def test_flat_metrics_and_json_safety() -> None:
     nested = {"grpo": {"chart": {"accuracy": 0.5, "region_attention": math.nan}}}
-    assert flat_metrics(nested)["grpo/chart/accuracy"] == 0.5
+    assert flatten(nested, sep="/")["grpo/chart/accuracy"] == 0.5
     assert json_safe(nested) == {"grpo": {"chart": {"accuracy": 0.5, "region_attention": None}}}
     row = accuracy_rows(
         {"base": {"chart": {"accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": 0.6}}}
@@ -191,24 +191,11 @@ def test_tsv_benchmark_max_samples_and_bad_rows(tmp_path: Path) -> None:
         load_benchmark(BenchmarkConfig(name="m", type="tsv", path=str(path)))
 
 
-@pytest.mark.parametrize(
-    "config", ["configs/tiny.yaml", "configs/qwen2_5_vl_3b.yaml", "configs/qwen2_5_vl_7b.yaml"]
-)
+@pytest.mark.parametrize("config", ["tiny", "qwen2_5_vl_3b", "qwen2_5_vl_7b"])
 def test_recipes_have_evaluate_and_register_sections(config: str) -> None:
-    from sayo.train.config import load_train_config
+    from sayo.recipe import load_recipe
 
-    cfg = load_train_config(ROOT / config, ["evaluate.batch_size=3"])
+    cfg = load_recipe(config, ["evaluate.batch_size=3"])
     assert cfg.evaluate.batch_size == 3 and cfg.evaluate.benchmarks[0].name == "synthetic"
     assert [c.split("=")[0] for c in cfg.evaluate.checkpoints] == ["base", "sft", "grpo"]
     assert cfg.register.gate_metrics == ["synthetic/accuracy"]
-
-
-def test_dvc_stage_config_takes_the_params_sections() -> None:
-    """`--config params.yaml --section train --params params.yaml`: what the dvc stages run."""
-    from sayo.cli.evaluate import load_stage_config
-
-    params = ROOT / "params.yaml"
-    cfg = load_stage_config(params, ["evaluate.batch_size=5"], "train", params, "evaluate")
-    assert cfg.evaluate.batch_size == 5  # the override reaches the params section
-    assert cfg.evaluate.out_dir == "outputs/eval"  # must match the stage's outs in dvc.yaml
-    assert load_stage_config(params, [], "train", params, "register").register.model_name == "sayo-tiny"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_dataset
 from PIL import Image
 from test_evaluate_metrics import write_vlmevalkit_tsv
 from typer.testing import CliRunner
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from sayo.cli import app
 from sayo.evaluate.run import evaluate
 from sayo.models import TinySpec, save_tiny
-from sayo.train.config import load_train_config
+from sayo.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -25,14 +26,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def eval_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 48-sample synthetic dataset built by the real `data` stage."""
-    from sayo.data.build import build
-    from sayo.data.config import load_config
 
     out = tmp_path_factory.mktemp("eval_data") / "processed"
-    build(
-        load_config(ROOT / "configs/data/tiny.yaml", [f"output={out}", "synthetic.num_samples=48"]),
-        progress=False,
-    )
+    build_tiny_dataset(out, 48)
     return out
 
 
@@ -46,7 +42,7 @@ def test_two_checkpoints_give_metrics_samples_and_report(
     tmp_path: Path, eval_dataset: Path, other_policy: Path
 ) -> None:
     out = tmp_path / "eval"
-    cfg = load_train_config(ROOT / "configs/tiny.yaml", [
+    cfg = load_recipe("tiny", [
         f"evaluate.benchmarks=[{{name: synthetic, path: {eval_dataset}, split: null, max_samples: 12}}]",
         f"evaluate.out_dir={out}", "evaluate.batch_size=6", "evaluate.max_new_tokens=10",
         "evaluate.bootstrap_samples=200", "evaluate.gallery_samples=2", "tracking.enabled=false", "device=cpu",
@@ -107,7 +103,7 @@ def test_dvc_reads_the_metrics_and_plots(tmp_path: Path) -> None:
 def test_cli_tsv_and_dataset_benchmarks_with_sampling(tmp_path: Path, eval_dataset: Path) -> None:
     tsv = write_vlmevalkit_tsv(tmp_path / "vlmevalkit.tsv")
     out = tmp_path / "eval"
-    args = ["evaluate", "--config", str(ROOT / "configs/tiny.yaml"), "--checkpoint", "base=tiny", "--no-progress",
+    args = ["evaluate", "--config", "tiny", "--checkpoint", "base=tiny", "--no-progress",
             f"evaluate.benchmarks=[{{name: mixed, type: tsv, path: {tsv}}}, "
             f"{{name: synthetic, path: {eval_dataset}, split: test, max_samples: 2}}]",
             f"evaluate.out_dir={out}", "evaluate.do_sample=true", "evaluate.n=2", "evaluate.max_new_tokens=8",

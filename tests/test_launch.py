@@ -8,7 +8,7 @@ from sayo.train.launch import launch_command
 
 
 def test_single_node_defaults() -> None:
-    argv = launch_command("grpo", "configs/qwen2_5_vl_7b.yaml", [], nproc_per_node=8)
+    argv = launch_command("grpo", "qwen2_5_vl_7b", [], nproc_per_node=8)
     assert argv == [
         "torchrun",
         "--nnodes=1",
@@ -20,12 +20,12 @@ def test_single_node_defaults() -> None:
         "sayo",
         "grpo",
         "--config",
-        "configs/qwen2_5_vl_7b.yaml",
+        "qwen2_5_vl_7b",
     ]
 
 
 def test_multi_node_with_overrides_in_order() -> None:
-    overrides = ["deepspeed.config=configs/deepspeed/zero3.json", "grpo.max_steps=200", "model.lora.r=8"]
+    overrides = ["deepspeed.config=zero3", "grpo.max_steps=200", "model.lora.r=8"]
     argv = launch_command(
         "sft",
         "c.yaml",

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sayo.attention import AttentionCapture, decoder_layers
-from sayo.train.config import LoraConfig, OptimConfig
+from sayo.models.config import LoraConfig
+from sayo.train.config import OptimConfig
 from sayo.train.engine import build_engine
 from sayo.train.lora import apply_lora, frozen_copy, merged_copy, reference_policy, target_regex
 

@@ -18,8 +18,8 @@ from mlflow import MlflowClient
 from test_evaluate_run import eval_dataset, other_policy  # noqa: F401  (module fixtures)
 
 from sayo.evaluate.run import evaluate
+from sayo.recipe import load_recipe
 from sayo.tracking import StageRun, TrackingConfig
-from sayo.train.config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
@@ -44,7 +44,7 @@ def _fake_training_runs(uri: str) -> None:
 def evaluated(mlflow_server: str, eval_dataset: Path, other_policy: Path, tmp_path_factory) -> dict:  # noqa: F811
     _fake_training_runs(mlflow_server)
     out = tmp_path_factory.mktemp("eval_ui") / "eval"
-    cfg = load_train_config(ROOT / "configs/tiny.yaml", [
+    cfg = load_recipe("tiny", [
         f"evaluate.benchmarks=[{{name: synthetic, path: {eval_dataset}, split: null, max_samples: 4}}]",
         f"evaluate.out_dir={out}", "evaluate.max_new_tokens=6", "evaluate.bootstrap_samples=50",
         "evaluate.gallery_samples=2", f"tracking.tracking_uri={mlflow_server}", f"tracking.experiment={EXPERIMENT}",

@@ -217,7 +217,7 @@ def test_packed_groups_give_the_same_gradients(tiny, grouped):
 
 
 def test_packed_groups_through_lora(tiny, grouped):
-    from sayo.train.config import LoraConfig
+    from sayo.models.config import LoraConfig
     from sayo.train.lora import apply_lora, reference_policy
 
     model = apply_lora(copy.deepcopy(tiny[0]), LoraConfig(enabled=True)).eval()

@@ -15,8 +15,8 @@ def request(**changes: Any) -> JobRequest:
         "name": "sayo-grpo-abc-job",
         "namespace": "ml",
         "image": "ghcr.io/sayo-ml/sayo:0.1.0-cuda",
-        "config": "configs/qwen2_5_vl_7b.yaml",
-        "overrides": ["grpo.group_size=8", "deepspeed.config=configs/deepspeed/zero3.json"],
+        "config": "qwen2_5_vl_7b",
+        "overrides": ["grpo.group_size=8", "deepspeed.config=zero3"],
         "staging_uri": "s3://sayo-artifacts/trainjobs/run-1",
         "nodes": 4,
         "gpus_per_node": 8,
@@ -69,10 +69,10 @@ def test_node_script_runs_torchrun_over_sayo_grpo(kind: str, rank: str, addr: st
     assert torchrun.startswith("torchrun --nnodes=4 --nproc-per-node=8 ")
     assert f"--node-rank={rank}" in torchrun and f"--master-addr={addr}" in torchrun
     argv = shlex.split(torchrun.split(" -m ", 1)[1])
-    assert argv[:4] == ["sayo", "grpo", "--config", "configs/qwen2_5_vl_7b.yaml"]
+    assert argv[:4] == ["sayo", "grpo", "--config", "qwen2_5_vl_7b"]
     assert argv[4:] == [
         "grpo.group_size=8",
-        "deepspeed.config=configs/deepspeed/zero3.json",
+        "deepspeed.config=zero3",
         "data.path=/workspace/data",
         "grpo.init_from=/workspace/sft",
         "checkpoint.dir=/workspace/checkpoints",

@@ -97,7 +97,7 @@ def registrations(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) 
     metrics = {"grpo": {"synthetic": {"accuracy": 0.45}, "chart": {"accuracy": 0.39}}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     args = ["register", "--checkpoint", "tiny", "--metrics", str(folder / "metrics.json"), "--out", str(folder / "decision.json"),
-            "--config", str(ROOT / "configs/tiny.yaml"), f"tracking.tracking_uri={mlflow_server}",
+            "--config", "tiny", f"tracking.tracking_uri={mlflow_server}",
             "tracking.experiment=registry-test", "register.model_name=sayo-registry-test", "evaluate.max_new_tokens=8"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

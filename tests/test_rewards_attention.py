@@ -1,6 +1,7 @@
 """Hand-computed checks of sayo.rewards.attention and of the reward combination (sayo.rewards.combine).
 
-The combination tests live here because the brief assigned no separate test file for combine.py.
+Also the reward forms of `rewards.attention.form` (the authors' `official_attention_reward` against a
+plain-Python computation of its formula) and the reward combination (sayo.rewards.combine).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import pytest
 import torch
 
 from sayo.rewards import (
-    PRESET_ENTROPY_RATIO,
-    PRESETS,
     REWARD_NAMES,
     combine_rewards,
+    official_attention_reward,
     region_area_fraction,
     region_attention_reward,
     region_share,
 )
+from sayo.rewards.attention import attention_reward, measure_attention, region_masses
 
 # ---------------------------------------------------------------- region_share
 
@@ -122,28 +123,21 @@ def _components() -> dict[str, torch.Tensor]:
 
 
 COMBINE_CASES = [
+    # the paper's reward sets as `rewards.weights` (the full-token ablation differs only in ρ)
     # sayo: 1·acc + 0.5·fmt + 1·attn = [1 + 0.5 + 0.4, 0 + 0.5 + 0.8]
-    ("sayo", [1.9, 1.3]),
+    ({"accuracy": 1.0, "format": 0.5, "region_attention": 1.0}, [1.9, 1.3]),
     # accuracy only: [1 + 0.5, 0 + 0.5]
-    ("accuracy_only", [1.5, 0.5]),
+    ({"accuracy": 1.0, "format": 0.5, "region_attention": 0.0}, [1.5, 0.5]),
     # attention only: [0.5 + 0.4, 0.5 + 0.8]
-    ("attention_only", [0.9, 1.3]),
-    # full token: same weights as sayo
-    ("full_token", [1.9, 1.3]),
+    ({"accuracy": 0.0, "format": 0.5, "region_attention": 1.0}, [0.9, 1.3]),
 ]
 
 
-@pytest.mark.parametrize(("preset", "expected"), COMBINE_CASES)
-def test_combine_presets(preset: str, expected: list[float]) -> None:
-    total, parts = combine_rewards(_components(), PRESETS[preset])
+@pytest.mark.parametrize(("weights", "expected"), COMBINE_CASES)
+def test_combine_weights(weights: dict[str, float], expected: list[float]) -> None:
+    total, parts = combine_rewards(_components(), weights)
     torch.testing.assert_close(total, torch.tensor(expected))
     assert set(parts) == set(REWARD_NAMES)  # zero-weight components are still returned
-
-
-def test_presets_and_ratios_cover_the_same_names() -> None:
-    assert set(PRESETS) == set(PRESET_ENTROPY_RATIO)
-    assert PRESET_ENTROPY_RATIO["full_token"] == 1.0 and PRESET_ENTROPY_RATIO["sayo"] == 0.2
-    assert all(set(weights) == set(REWARD_NAMES) for weights in PRESETS.values())
 
 
 def test_component_without_weight_counts_zero() -> None:
@@ -171,3 +165,125 @@ def test_combine_bad_components() -> None:
         combine_rewards({}, {})
     with pytest.raises(ValueError, match="one length"):
         combine_rewards({"accuracy": torch.zeros(2), "format": torch.zeros(3)}, {})
+
+
+# ---------------------------------------------------------------- the official reward and the forms
+
+
+def _hand_official(attention: list[list[list[float]]], region: list[list[bool]], selected: list[list[bool]]):
+    """tanh(log((ā_R + ε)/(ā_I + ε))) computed with plain Python, one rollout at a time."""
+    out = []
+    for attn, reg, sel in zip(attention, region, selected, strict=True):
+        tokens = [row for row, chosen in zip(attn, sel, strict=True) if chosen]
+        region_values = [a for row in tokens for a, r in zip(row, reg, strict=True) if r]
+        image_values = [a for row in tokens for a in row]
+        a_region = sum(region_values) / len(region_values) if region_values else 0.0
+        a_image = sum(image_values) / len(image_values) if image_values else 0.0
+        out.append(math.tanh(math.log((a_region + 1e-8) / (a_image + 1e-8))))
+    return out
+
+
+# two rollouts over K = 4 image keys; T = 3 tokens each
+OFFICIAL_ATTENTION = [
+    [[0.30, 0.10, 0.05, 0.05], [0.20, 0.20, 0.10, 0.00], [0.05, 0.05, 0.05, 0.05]],
+    [[0.10, 0.10, 0.40, 0.20], [0.00, 0.30, 0.30, 0.10], [0.25, 0.25, 0.25, 0.25]],
+]
+OFFICIAL_REGION = [[True, False, False, False], [False, True, True, False]]  # |R| = 1 and 2 (uneven)
+OFFICIAL_SELECTED = [[True, True, False], [False, False, False]]  # the second rollout selects nothing
+
+
+def test_official_reward_matches_the_hand_computation() -> None:
+    expected = _hand_official(OFFICIAL_ATTENTION, OFFICIAL_REGION, OFFICIAL_SELECTED)
+    # rollout 0: ā_R = (0.30 + 0.20)/2 = 0.25, ā_I = (0.5 + 0.5)/8 = 0.125 -> tanh(log 2) = 0.6
+    assert expected[0] == pytest.approx(0.6, abs=1e-6) and expected[1] == 0.0  # nothing selected -> 0
+    got = official_attention_reward(
+        torch.tensor(OFFICIAL_ATTENTION, dtype=torch.float64),
+        torch.tensor(OFFICIAL_REGION),
+        torch.tensor(OFFICIAL_SELECTED),
+    )
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_official_reward_of_uniform_and_region_only_attention() -> None:
+    region = torch.tensor([[True, True, False, False, False, False, False, False]])  # |R| = 2 of |I| = 8
+    selected = torch.ones(1, 5, dtype=torch.bool)
+    uniform = torch.full((1, 5, 8), 1 / 8, dtype=torch.float64)
+    torch.testing.assert_close(
+        official_attention_reward(uniform, region, selected), torch.zeros(1, dtype=torch.float64)
+    )
+    focused = torch.zeros(1, 5, 8, dtype=torch.float64)
+    focused[..., :2] = 0.5
+    torch.testing.assert_close(
+        official_attention_reward(focused, region, selected),
+        torch.tensor([math.tanh(math.log(4))], dtype=torch.float64),
+    )
+
+
+def test_official_reward_ignores_keys_outside_the_image_mask() -> None:
+    attention = torch.tensor(OFFICIAL_ATTENTION, dtype=torch.float64)
+    image = torch.tensor([[True, True, True, False], [True, True, True, True]])  # a padding key in row 0
+    padded = attention.clone()
+    padded[0, :, 3] = 9.0  # whatever a padding key holds must not count
+    region = torch.tensor(OFFICIAL_REGION)
+    selected = torch.tensor([[True, True, False], [True, False, True]])
+    a_image = (attention[0, :2, :3].sum() / 6).item()
+    a_region = (attention[0, :2, 0].sum() / 2).item()
+    assert official_attention_reward(padded, region, selected, image)[0].item() == pytest.approx(
+        math.tanh(math.log((a_region + 1e-8) / (a_image + 1e-8)))
+    )
+
+
+def _tlr(per_region_key: float, per_image_key: float) -> float:
+    return math.tanh(math.log((per_region_key + 1e-8) / (per_image_key + 1e-8)))
+
+
+@pytest.mark.parametrize(
+    ("form", "aggregation", "expected"),
+    [
+        # share, mean of ratios: rollout 0 tokens 0, 1: 0.3/0.5 and 0.2/0.5 -> 0.5
+        ("share", "mean_of_ratios", [0.5, 0.0]),
+        # share, ratio of means: (0.3 + 0.2) / (0.5 + 0.5) = 0.5
+        ("share", "ratio_of_means", [0.5, 0.0]),
+        # area-normalised: 0.5 / (1/4) = 2, clipped at 5, / 5 = 0.4
+        ("area_normalized", "mean_of_ratios", [0.4, 0.0]),
+        # per token: tanh(log((0.3/1 + ε)/(0.5/4 + ε))), tanh(log((0.2/1 + ε)/(0.5/4 + ε))), averaged
+        ("tanh_log_ratio", "mean_of_ratios", [(_tlr(0.3, 0.125) + _tlr(0.2, 0.125)) / 2, 0.0]),
+        # ā_R = 0.25, ā_I = 0.125: the official reward (rollout 1 selects nothing: tanh(log(ε/ε)) = 0)
+        ("tanh_log_ratio", "ratio_of_means", [_tlr(0.25, 0.125), 0.0]),
+    ],
+)
+def test_reward_forms_by_hand(form: str, aggregation: str, expected: list[float]) -> None:
+    masses = region_masses(
+        torch.tensor(OFFICIAL_ATTENTION, dtype=torch.float64), torch.tensor(OFFICIAL_REGION)
+    )
+    reward = attention_reward(masses, torch.tensor(OFFICIAL_SELECTED), form=form, aggregation=aggregation)
+    torch.testing.assert_close(reward, torch.tensor(expected, dtype=torch.float64), rtol=1e-9, atol=1e-12)
+
+
+def test_share_form_equals_the_mean_region_share() -> None:
+    """The default form is the region share averaged over the selected tokens (the earlier reward)."""
+    generator = torch.Generator().manual_seed(0)
+    attention = torch.rand(3, 6, 10, generator=generator, dtype=torch.float64)
+    region = torch.rand(3, 10, generator=generator) < 0.3
+    selected = torch.rand(3, 6, generator=generator) < 0.5
+    masses = region_masses(attention, region)
+    torch.testing.assert_close(
+        attention_reward(masses, selected).float(),
+        region_attention_reward(region_share(attention, region), selected),
+    )
+
+
+def test_measured_lift_is_share_minus_area_fraction() -> None:
+    region = torch.tensor([[True, True, False, False], [False, False, False, False]])  # no region in row 1
+    attention = torch.tensor([[[0.4, 0.2, 0.2, 0.2]], [[0.25, 0.25, 0.25, 0.25]]], dtype=torch.float64)
+    measured = measure_attention(
+        region_masses(attention, region),
+        torch.ones(2, 1, dtype=torch.bool),
+        form="tanh_log_ratio",
+        aggregation="ratio_of_means",
+        max_normalized=5.0,
+    )
+    torch.testing.assert_close(measured.share, torch.tensor([0.6, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(measured.lift, torch.tensor([0.1, 0.0], dtype=torch.float64))
+    assert measured.reward[1] == 0.0  # without a region the reward is 0, not tanh(log ε/ā_I) ≈ -1

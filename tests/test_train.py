@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_dataset
 
-from sayo.train.config import TrainConfig, load_train_config
+from sayo.recipe import Recipe, load_recipe
+from sayo.runtime import NonFiniteError
 from sayo.train.grpo import train_grpo
-from sayo.train.runtime import NonFiniteError
 from sayo.train.sft import train_sft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 96-sample synthetic dataset built by the real `data` stage."""
-    from sayo.data.build import build
-    from sayo.data.config import load_config
-
-    out = tmp_path_factory.mktemp("data") / "processed"
-    config = load_config(ROOT / "configs/data/tiny.yaml", [f"output={out}", "synthetic.num_samples=96"])
-    build(config, progress=False)
-    return out
+    return build_tiny_dataset(tmp_path_factory.mktemp("data") / "processed", 96)
 
 
-def _config(tmp_path: Path, dataset: Path, *overrides: str) -> TrainConfig:
+def _config(tmp_path: Path, dataset: Path, *overrides: str) -> Recipe:
     base = [
         f"data.path={dataset}",
         f"checkpoint.dir={tmp_path / 'ckpt'}",
@@ -42,7 +37,7 @@ def _config(tmp_path: Path, dataset: Path, *overrides: str) -> TrainConfig:
         "grpo.max_new_tokens=12",
         "grpo.init_from=model",  # the untrained tiny policy unless a test trains SFT first
     ]
-    return load_train_config(ROOT / "configs/tiny.yaml", [*base, *overrides])
+    return load_recipe("tiny", [*base, *overrides])
 
 
 def test_sft_lowers_the_loss_and_saves_a_loadable_policy(tmp_path, tiny_dataset):
@@ -135,12 +130,12 @@ def test_grpo_with_lora_uses_the_base_as_reference(tmp_path, tiny_dataset):
 
 
 def test_non_finite_loss_names_the_step_and_samples(tmp_path, tiny_dataset, monkeypatch):
-    import sayo.train.grpo as grpo_module
+    import sayo.train.grpo_step as grpo_step
 
     def nan_loss(*args, **kwargs):
         return torch.tensor(float("nan"), requires_grad=True), {}
 
-    monkeypatch.setattr(grpo_module, "policy_loss", nan_loss)
+    monkeypatch.setattr(grpo_step, "policy_loss", nan_loss)
     with pytest.raises(NonFiniteError, match=r"step 1.*synth-"):
         train_grpo(_config(tmp_path, tiny_dataset, "grpo.max_steps=2", "checkpoint.every=0"))
 
@@ -208,11 +203,7 @@ def test_sft_then_grpo_raises_the_reward(tmp_path, monkeypatch):
         return metrics, ids
 
     monkeypatch.setattr(grpo_module, "grpo_step", recording)
-    from sayo.data.build import build
-    from sayo.data.config import load_config
-
-    dataset = tmp_path / "data"  # the default recipe's 256 samples
-    build(load_config(ROOT / "configs/data/tiny.yaml", [f"output={dataset}"]), progress=False)
+    dataset = build_tiny_dataset(tmp_path / "data", 256)  # the default recipe's 256 samples
     recipe = (
         "sft.max_steps=300",
         "checkpoint.every=0",
@@ -232,17 +223,16 @@ def test_sft_then_grpo_raises_the_reward(tmp_path, monkeypatch):
 def _two_groups_generated(tmp_path, tiny_dataset):
     """A GRPO session (β = 0.1, one chunk of 8 rows) and 2 prompts × 4 sampled rollouts."""
     from sayo.train import grpo as grpo_module
-    from sayo.train.rollouts import generate, make_chunks
+    from sayo.train.grpo_step import make_chunks, sample
 
     cfg = _config(tmp_path, tiny_dataset, "grpo.micro_batch_size=8", "grpo.beta=0.1")
     session = grpo_module._setup(cfg)
     policy = session.policy
     samples, images = session.data.batch([0, 1])
     image_token_id = policy.model.config.image_token_id
-    chunks = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
+    prompts = make_chunks(policy.processor, samples, images, 4, 8, image_token_id, "cpu")
     torch.manual_seed(0)
-    generate(policy.model, policy.processor, chunks, cfg.grpo)
-    return cfg, session, chunks
+    return cfg, session, sample(policy.model, policy.processor, prompts, cfg.grpo)
 
 
 def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
@@ -250,8 +240,7 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
     import copy
 
     from sayo.loss import group_advantages
-    from sayo.train import grpo as grpo_module
-    from sayo.train.rollouts import score
+    from sayo.train.grpo_step import compute_rewards, score, update
 
     cfg, session, chunks = _two_groups_generated(tmp_path, tiny_dataset)
     policy, image_token_id = session.policy, session.policy.model.config.image_token_id
@@ -260,7 +249,7 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
     for fused in (True, False):
         policy.model.load_state_dict(before)
         policy.engine.optimizer.state.clear()
-        score(
+        scored = score(
             policy.model,
             session.reference,
             chunks,
@@ -270,8 +259,9 @@ def test_fused_scoring_forward_gives_the_same_update(tmp_path, tiny_dataset):
             image_token_id,
             keep_graph=fused,
         )
-        total, _ = grpo_module.compute_rewards(chunks, cfg)
-        stats = grpo_module.update(policy, chunks, group_advantages(total, 4), cfg)
+        assert (scored[0].graph is not None) == fused  # the fused path keeps its graph explicitly
+        total = compute_rewards(scored, cfg.rewards).total
+        stats = update(policy.engine, scored, group_advantages(total, 4), cfg.grpo)
         results.append((stats["loss"], {k: v.clone() for k, v in policy.model.state_dict().items()}))
     (loss_a, weights_a), (loss_b, weights_b) = results
     assert loss_a == pytest.approx(loss_b, abs=1e-6)
@@ -286,8 +276,7 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
     import copy
 
     from sayo.loss import group_advantages
-    from sayo.train import grpo as grpo_module
-    from sayo.train.rollouts import generate, make_chunks, score
+    from sayo.train.grpo_step import compute_rewards, make_chunks, sample, score, update
 
     cfg, session, chunks = _two_groups_generated(tmp_path, tiny_dataset)
     assert session.capture is not None  # the region-attention reward is on
@@ -298,9 +287,7 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
     for packed in (True, False):
         policy.model.load_state_dict(before)
         policy.engine.optimizer.state.clear()
-        for chunk in chunks:
-            chunk.packed = None
-        score(
+        scored = score(
             policy.model,
             session.reference,
             chunks,
@@ -311,9 +298,10 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
             keep_graph=True,
             pack_groups=packed,
         )
-        assert (chunks[0].packed is not None) == packed
-        total, components = grpo_module.compute_rewards(chunks, cfg)
-        old, ref = chunks[0].old_logps.clone(), chunks[0].ref_logps.clone()
+        assert (scored[0].packed is not None) == packed
+        rewards = compute_rewards(scored, cfg.rewards)
+        total, components = rewards.total, rewards.components
+        old, ref = scored[0].old_logps.clone(), scored[0].ref_logps.clone()
         grads = {}
         step = policy.engine.step
 
@@ -325,12 +313,12 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
 
         policy.engine.step = keep_grads
         try:
-            stats = grpo_module.update(policy, chunks, group_advantages(total, 4), cfg)
+            stats = update(policy.engine, scored, group_advantages(total, 4), cfg.grpo)
         finally:
             policy.engine.step = step
         results.append((components, old, ref, stats, grads))
     (comp_a, old_a, ref_a, stats_a, grads_a), (comp_b, old_b, ref_b, stats_b, grads_b) = results
-    mask = chunks[0].mask
+    mask = chunks[0].mask  # [8, T]: the sampled rows
     torch.testing.assert_close(old_a[mask], old_b[mask], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ref_a[mask], ref_b[mask], rtol=1e-4, atol=1e-5)
     for name in comp_a:
@@ -343,10 +331,15 @@ def test_packed_groups_give_the_same_step(tmp_path, tiny_dataset):
         torch.testing.assert_close(value, grads_b[name], rtol=1e-3, atol=1e-6)
 
     split = make_chunks(policy.processor, samples, images, 4, 6, image_token_id, "cpu")  # 6 + 2 rows
-    generate(policy.model, policy.processor, split, cfg.grpo)
-    score(policy.model, session.reference, split, session.capture, cfg.rewards, 1.0, image_token_id)
-    assert [c.packed is not None for c in split] == [False, True]  # 4 + 2 rows: no; 2 rows of one prompt: yes
-    assert all(c.old_logps is not None and c.region_attention is not None for c in split)
+    sampled = sample(policy.model, policy.processor, split, cfg.grpo)
+    scored = score(
+        policy.model, session.reference, sampled, session.capture, cfg.rewards, 1.0, image_token_id
+    )
+    assert [c.packed is not None for c in scored] == [
+        False,
+        True,
+    ]  # 4 + 2 rows: no; 2 rows of one prompt: yes
+    assert all(c.attention is not None for c in scored)
 
 
 def test_length_grouped_sampler_is_a_resumable_epoch_of_sorted_windows():

@@ -138,14 +138,14 @@ def _write_outputs(
 
 
 def build(config: DataConfig, skip_invalid: bool = False, progress: bool = True) -> BuildResult:
-    """Build the dataset of `config` at `config.output`, replacing any previous one atomically.
+    """Build the dataset of `config` at `config.path`, replacing any previous one atomically.
 
     Raises:
         DataValidationError: some input is invalid and `skip_invalid` is False (nothing is written),
             or no valid sample is left.
     """
     start = time.perf_counter()
-    out = Path(config.output)
+    out = Path(config.path)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -1,9 +1,9 @@
-"""Configuration of the `data` stage: which sources, how they are mixed and split, where it goes.
+"""The recipe's `data:` section: which sources, how they are mixed and split, where the dataset lives.
 
-Why nested dataclasses: the YAML sections (`configs/data/*.yaml`, the `data:` section of
-`params.yaml`) map one to one onto these classes, so `dvc exp run -S data.synthetic.num_samples=64`
-and `sayo data build synthetic.num_samples=64` name the same field that the code reads. Every
-field is checked in `__post_init__`; an error names the field and what is allowed.
+One section for both sides of the dataset: the `data` stage builds it at `path` from `sources`,
+and the training stages read its `train_split`/`eval_split` from the same `path`, so the dataset
+a recipe trains on is the one it builds. Every field is checked in `__post_init__`; an error names
+the field and what is allowed.
 
 Mixing *[ours]*: a source's `weight` w scales how many of its samples enter the dataset. Each
 valid sample is kept floor(w) times plus once more with probability frac(w), decided by a hash of
@@ -14,24 +14,17 @@ share the original's split, so a repeat never leaks into another split).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, get_args
+from typing import Literal, get_args
 
-from sayo.config import apply_overrides as shared_overrides
-from sayo.config import from_dict, read_yaml
+from sayo.config import fail
 from sayo.data.synthetic import SyntheticConfig
 
 SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic"]
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-DEFAULT_CONFIG = Path("configs/data/tiny.yaml")
-
-
-def _fail(name: str, value: object, why: str) -> NoReturn:
-    raise ValueError(f"{name} = {value!r} is invalid: {why}")
 
 
 @dataclass
@@ -48,17 +41,17 @@ class SourceConfig:
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
-            _fail("source.type", self.type, f"must be one of {list(SOURCE_TYPES)}")
+            fail("source.type", self.type, f"must be one of {list(SOURCE_TYPES)}")
         if self.type != "synthetic" and not self.path:
-            _fail("source.path", self.path, f"a {self.type!r} source needs a path")
+            fail("source.path", self.path, f"a {self.type!r} source needs a path")
         if self.type == "refcoco" and not self.refs:
-            _fail("source.refs", self.refs, "a 'refcoco' source needs the refs JSON file")
+            fail("source.refs", self.refs, "a 'refcoco' source needs the refs JSON file")
         w = self.weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            _fail(f"source[{self.label}].weight", w, "must be a finite number > 0")
+            fail(f"source[{self.label}].weight", w, "must be a finite number > 0")
         self.weight = float(w)
         if self.bbox_format not in ("xyxy", "xywh"):
-            _fail("source.bbox_format", self.bbox_format, "must be 'xyxy' or 'xywh'")
+            fail("source.bbox_format", self.bbox_format, "must be 'xyxy' or 'xywh'")
 
     @property
     def label(self) -> str:
@@ -70,74 +63,62 @@ class SourceConfig:
 class SplitConfig:
     """Fractions of the train/val/test splits; each >= 0, summing to 1."""
 
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
+    train: float = 0.8  # share of samples in the training split
+    val: float = 0.1  # share in the validation split (SFT eval loss, GRPO probes)
+    test: float = 0.1  # share in the held-out test split (evaluation)
 
     def __post_init__(self) -> None:
         for name in SPLIT_NAMES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                _fail(f"splits.{name}", value, "must be a number in [0, 1]")
+                fail(f"splits.{name}", value, "must be a number in [0, 1]")
         total = self.train + self.val + self.test
         if not math.isclose(total, 1.0, abs_tol=1e-6):
-            _fail("splits", asdict(self), f"fractions must sum to 1 (they sum to {total:g})")
+            fail("splits", asdict(self), f"fractions must sum to 1 (they sum to {total:g})")
 
 
 @dataclass
 class DataConfig:
-    """The `data` stage: sources → validated, mixed, split dataset directory at `output`."""
+    """The dataset: built from `sources` into `path` by the `data` stage, read from `path` by the others."""
 
-    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    path: str = "data/processed"  # dataset directory: written by `sayo data build`, read by training
+    train_split: str = "train"  # split the training stages learn from
+    eval_split: str = "val"  # split of SFT's eval loss and GRPO's probes
+    max_samples: int | None = None  # cap on training samples (null = all)
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])  # inputs, mixed by weight
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # knobs of synthetic sources
-    splits: SplitConfig = field(default_factory=SplitConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)  # train/val/test fractions
     seed: int = 0  # seeds the split hash and the weighted mixing
-    output: str = "data/processed"  # dataset directory (replaced atomically)
     max_problems: int = 50  # how many validation problems are printed before "... and N more"
     preview_samples: int = 12  # tiles in preview.png
 
     def __post_init__(self) -> None:
         if not isinstance(self.sources, list) or not self.sources:
-            _fail("sources", self.sources, "must be a non-empty list of sources")
+            fail("sources", self.sources, "must be a non-empty list of sources")
         labels = [source.label for source in self.sources]
         if len(set(labels)) != len(labels):
-            _fail("sources", labels, "source names must be unique (set `name` to tell them apart)")
+            fail("sources", labels, "source names must be unique (set `name` to tell them apart)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            _fail("seed", self.seed, "must be an integer >= 0")
-        if not self.output:
-            _fail("output", self.output, "must be a directory path")
+            fail("seed", self.seed, "must be an integer >= 0")
+        if not self.path:
+            fail("data.path", self.path, "must be a directory path")
+        if self.max_samples is not None and self.max_samples < 1:
+            fail("data.max_samples", self.max_samples, "must be >= 1 or null")
         for name in ("max_problems", "preview_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                _fail(name, value, "must be an integer >= 1")
+                fail(name, value, "must be an integer >= 1")
 
 
-def config_from_dict(raw: dict[str, Any]) -> DataConfig:
-    """A `DataConfig` from a plain mapping (a YAML section); unknown keys are errors."""
-    return from_dict(DataConfig, raw, "data")
+def resolve_source_paths(config: DataConfig, base: str | Path) -> DataConfig:
+    """Make the sources' relative file paths relative to `base` (the recipe file's directory), in place.
 
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`key=value` overrides on a copy of a config mapping (dotted keys descend, list items by index)."""
-    return shared_overrides(copy.deepcopy(raw), overrides)
-
-
-def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] | None = None) -> DataConfig:
-    """Load a data config from YAML: the whole file, or its `data:` section (params.yaml).
-
-    Relative source paths are resolved against the YAML file's directory; `output` stays
-    relative to the working directory (where `dvc repro` runs).
+    `path` (the dataset directory) stays relative to the working directory, where the stages run.
     """
-    path = Path(path)
-    raw = read_yaml(path)
-    if "data" in raw and isinstance(raw["data"], dict):
-        raw = raw["data"]
-    raw = apply_overrides(raw, overrides or [])
-    config = config_from_dict(raw)
-    base = path.resolve().parent
+    root = Path(base).resolve()
     for source in config.sources:
         for name in ("path", "images", "refs"):
             value = getattr(source, name)
             if value and not Path(value).is_absolute():
-                setattr(source, name, str(base / value))
+                setattr(source, name, str(root / value))
     return config

@@ -10,15 +10,15 @@ the `evaluate:` YAML section one to one (style.md, "Config").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, Protocol
+
+from sayo.config import check
+from sayo.models.config import ModelConfig
+from sayo.rewards.config import RewardConfig
+from sayo.tracking import TrackingConfig
 
 BenchmarkType = Literal["dataset", "tsv"]
 BENCHMARK_TYPES = ("dataset", "tsv")
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} = {value!r} is invalid: {allowed}")
 
 
 @dataclass
@@ -32,12 +32,12 @@ class BenchmarkConfig:
     max_samples: int | None = None  # first N samples only (None = all)
 
     def __post_init__(self) -> None:
-        _check(bool(self.name) and "/" not in self.name, "evaluate.benchmarks[].name", self.name,
+        check(bool(self.name) and "/" not in self.name, "evaluate.benchmarks[].name", self.name,
                "must be non-empty without '/'")  # fmt: skip
-        _check(
+        check(
             self.type in BENCHMARK_TYPES, "evaluate.benchmarks[].type", self.type, f"one of {BENCHMARK_TYPES}"
         )
-        _check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
+        check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
 
 
@@ -45,33 +45,51 @@ class BenchmarkConfig:
 class EvalConfig:
     """Everything the `evaluate` stage reads besides the model/device/tracking sections."""
 
-    benchmarks: list[BenchmarkConfig] = field(default_factory=lambda: [BenchmarkConfig()])
+    benchmarks: list[BenchmarkConfig] = field(
+        default_factory=lambda: [BenchmarkConfig()]
+    )  # the sets answered
     checkpoints: list[str] = field(default_factory=list)  # "name=path" or "path"; --checkpoint overrides
     batch_size: int = 8  # prompts per generation batch
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32  # answer length limit (also the registered model's default)
     do_sample: bool = False  # greedy by default; sampling answers each prompt `n` times
     n: int = 1  # completions per prompt (needs do_sample when > 1); accuracy is the mean over them
-    temperature: float = 1.0
-    top_p: float = 1.0
-    entropy_ratio: float = 0.2  # ρ: top-entropy share of response tokens for attention-on-region
-    layers: Any = "last_half"  # decoder layers captured: last_half | all | k | [indices]
-    head_reduce: str = "mean"  # mean | max over heads
+    temperature: float = 1.0  # sampling temperature (with do_sample)
+    top_p: float = 1.0  # nucleus sampling (with do_sample; 1.0 = off)
     numeric_tolerance: float = 0.05  # ChartQA relaxed accuracy
     bootstrap_samples: int = 1000  # resamples for the accuracy confidence interval
-    bootstrap_seed: int = 0
-    confidence: float = 0.95
+    bootstrap_seed: int = 0  # seed of the bootstrap resampling (same records, same interval)
+    confidence: float = 0.95  # level of the accuracy interval
     gallery_samples: int = 4  # grounded samples shown as heatmaps per checkpoint (0 = none)
     out_dir: str = "outputs/eval"  # metrics.json, per_sample.jsonl, report.html/.md, figures/
 
     def __post_init__(self) -> None:
-        _check(bool(self.benchmarks), "evaluate.benchmarks", self.benchmarks, "needs at least one benchmark")
+        check(bool(self.benchmarks), "evaluate.benchmarks", self.benchmarks, "needs at least one benchmark")
         names = [b.name for b in self.benchmarks]
-        _check(len(set(names)) == len(names), "evaluate.benchmarks", names, "names must be unique")
+        check(len(set(names)) == len(names), "evaluate.benchmarks", names, "names must be unique")
         for name in ("batch_size", "max_new_tokens", "n", "bootstrap_samples"):
-            _check(getattr(self, name) >= 1, f"evaluate.{name}", getattr(self, name), "must be >= 1")
-        _check(self.n == 1 or self.do_sample, "evaluate.n", self.n, "n > 1 needs evaluate.do_sample=true")
-        _check(self.temperature > 0, "evaluate.temperature", self.temperature, "must be > 0")
-        _check(0 < self.entropy_ratio <= 1, "evaluate.entropy_ratio", self.entropy_ratio, "must be in (0, 1]")
-        _check(self.head_reduce in ("mean", "max"), "evaluate.head_reduce", self.head_reduce, "mean or max")
-        _check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
-        _check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
+            check(getattr(self, name) >= 1, f"evaluate.{name}", getattr(self, name), "must be >= 1")
+        check(self.n == 1 or self.do_sample, "evaluate.n", self.n, "n > 1 needs evaluate.do_sample=true")
+        check(self.temperature > 0, "evaluate.temperature", self.temperature, "must be > 0")
+        check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
+        check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
+
+
+class EvaluateRecipe(Protocol):
+    """The recipe sections the `evaluate` stage reads (`sayo.recipe.Recipe` has them all).
+
+    Attention on the region is measured as `rewards.attention` defines it, the same definition the
+    GRPO reward and the training probes use.
+    """
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def rewards(self) -> RewardConfig: ...
+    @property
+    def evaluate(self) -> EvalConfig: ...
+    @property
+    def tracking(self) -> TrackingConfig: ...

@@ -1,4 +1,4 @@
-"""Evaluation metrics: pure functions from per-answer records to numbers (method.md, "Evaluation").
+"""Evaluation metrics: pure functions from per-answer records to numbers (docs/method.md, "Evaluation").
 
 Why bootstrap intervals: the paper's gains are a few points (up to +4.5), while a 500-sample
 benchmark has a binomial standard error of about 2 points; without an interval a comparison of
@@ -47,11 +47,15 @@ def summarize(
 ) -> dict[str, float]:
     """Accuracy with its interval, format rate, mean length and attention-on-region of `records`.
 
-    `region_attention` averages only the records that have one (grounded samples);
-    `num_grounded` says how many that is.
+    `region_attention` (the share of visual attention on the region), `attention_lift` (that share
+    minus the region's area fraction: 0 = uniform attention) and `attention_reward` (the configured
+    reward form) average only the records that have them (grounded samples); `num_grounded` says
+    how many that is.
     """
     correct = [float(r["correct"]) for r in records]
     attention = [float(r["region_attention"]) for r in records if r.get("region_attention") is not None]
+    lift = [float(r["attention_lift"]) for r in records if r.get("attention_lift") is not None]
+    reward = [float(r["attention_reward"]) for r in records if r.get("attention_reward") is not None]
     low, high = bootstrap_ci(correct, samples=samples, seed=seed, confidence=confidence)
     return {
         "accuracy": _mean(correct),
@@ -60,6 +64,8 @@ def summarize(
         "format_rate": _mean([float(r["format"]) for r in records]),
         "response_length_mean": _mean([float(r["length"]) for r in records]),
         "region_attention": _mean(attention),
+        "attention_lift": _mean(lift),
+        "attention_reward": _mean(reward),
         "num_answers": float(len(records)),
         "num_grounded": float(len(attention)),
     }
@@ -83,18 +89,6 @@ def benchmark_metrics(
         for name, group in group_by(records, "category").items()
     }
     return out
-
-
-def flat_metrics(nested: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, float]:
-    """`{"grpo": {"chartqa": {"accuracy": 0.5}}}` → `{"grpo/chartqa/accuracy": 0.5}` (NaN kept)."""
-    flat: dict[str, float] = {}
-    for key, value in nested.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flat_metrics(value, name, sep))
-        else:
-            flat[name] = float(value)
-    return flat
 
 
 def json_safe(nested: Any) -> Any:

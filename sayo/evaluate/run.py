@@ -1,6 +1,6 @@
 """The `evaluate` stage: answer every benchmark with every checkpoint, score, write and log it all.
 
-Why several checkpoints in one call (issue 6, "Comparison"): base vs SFT vs GRPO is the paper's
+Why several checkpoints in one call : base vs SFT vs GRPO is the paper's
 table (method.md, "Evaluation"); answering the same samples in the same order with the same
 decoding makes the columns comparable and the heatmap gallery show the same images side by side.
 
@@ -29,13 +29,13 @@ from sayo.atomic import write_json, write_jsonl, write_text
 from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
+from sayo.evaluate.config import EvaluateRecipe
 from sayo.evaluate.curves import training_curves
-from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, flat_metrics, json_safe
+from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, json_safe
 from sayo.evaluate.report import GalleryItem, write_report
 from sayo.models import load_policy
+from sayo.runtime import resolve_device, seed_everything
 from sayo.tracking import StageRun
-from sayo.train.config import TrainConfig
-from sayo.train.runtime import resolve_device, seed_everything
 
 
 @dataclass
@@ -85,7 +85,7 @@ def parse_checkpoints(specs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _options(cfg: TrainConfig) -> AnswerOptions:
+def _options(cfg: EvaluateRecipe) -> AnswerOptions:
     ev = cfg.evaluate
     return AnswerOptions(
         max_new_tokens=ev.max_new_tokens,
@@ -93,8 +93,8 @@ def _options(cfg: TrainConfig) -> AnswerOptions:
         n=ev.n,
         temperature=ev.temperature,
         top_p=ev.top_p,
-        entropy_ratio=ev.entropy_ratio,
         tolerance=ev.numeric_tolerance,
+        attention=cfg.rewards.attention,
     )
 
 
@@ -102,7 +102,6 @@ def _records(bench: Benchmark, start: int, answers: Answers, n: int) -> list[dic
     out = []
     for row, text in enumerate(answers.texts):
         sample = bench.samples[start + row // n]
-        attention = answers.region_attention
         out.append(
             {
                 "benchmark": bench.name,
@@ -116,12 +115,17 @@ def _records(bench: Benchmark, start: int, answers: Answers, n: int) -> list[dic
                 "correct": float(answers.correct[row]),
                 "format": float(answers.formatted[row]),
                 "length": int(answers.lengths[row]),
-                "region_attention": float(attention[row])
-                if attention is not None and sample.regions
-                else None,
+                "region_attention": _value(answers.region_attention, row, sample),
+                "attention_lift": _value(answers.attention_lift, row, sample),
+                "attention_reward": _value(answers.attention_reward, row, sample),
             }
         )
     return out
+
+
+def _value(values: Any, row: int, sample: Any) -> float | None:
+    """A measured per-answer attention value, or None without capture or for a sample without regions."""
+    return float(values[row]) if values is not None and sample.regions else None
 
 
 def _gallery(bench: Benchmark, start: int, answers: Answers, n: int, wanted: set[str]) -> list[GalleryItem]:
@@ -144,7 +148,7 @@ def evaluate_checkpoint(
     name: str,
     path: str,
     benchmarks: Sequence[Benchmark],
-    cfg: TrainConfig,
+    cfg: EvaluateRecipe,
     wanted: set[str],
     progress: bool = True,
 ) -> CheckpointEval:
@@ -156,7 +160,8 @@ def evaluate_checkpoint(
         device=resolve_device(cfg.device),
         attn_implementation=cfg.model.attn_implementation,
     )
-    capture = AttentionCapture(model, ev.layers, ev.head_reduce)  # type: ignore[arg-type]
+    attention = cfg.rewards.attention
+    capture = AttentionCapture(model, attention.layers, attention.heads)
     result, started = CheckpointEval(name, path), time.perf_counter()
     for bench in benchmarks:
         starts = range(0, len(bench), ev.batch_size)
@@ -181,7 +186,7 @@ def gallery_ids(benchmarks: Sequence[Benchmark], count: int) -> set[str]:
 
 
 def compute_metrics(
-    evals: Sequence[CheckpointEval], benchmarks: Sequence[Benchmark], cfg: TrainConfig
+    evals: Sequence[CheckpointEval], benchmarks: Sequence[Benchmark], cfg: EvaluateRecipe
 ) -> dict:
     """Nested metrics: checkpoint → benchmark → summary (with `categories`)."""
     ev = cfg.evaluate
@@ -199,14 +204,19 @@ def compute_metrics(
     }
 
 
-def evaluate(cfg: TrainConfig, checkpoints: Sequence[str] | None = None, progress: bool = True) -> EvalResult:
+def evaluate(
+    cfg: EvaluateRecipe, checkpoints: Sequence[str] | None = None, progress: bool = True
+) -> EvalResult:
     """Run the `evaluate` stage; `checkpoints` ("name=path" or "path") default to `evaluate.checkpoints`."""
     ev = cfg.evaluate
     specs = parse_checkpoints(list(checkpoints or ev.checkpoints or [f"base={cfg.model.name_or_path}"]))
     seed_everything(cfg.seed)
     benchmarks = [load_benchmark(b) for b in ev.benchmarks]
     wanted = gallery_ids(benchmarks, ev.gallery_samples)
-    params = {**flatten(to_dict(ev)), **{f"checkpoint.{k}": v for k, v in specs.items()}}
+    params = {
+        **flatten({"evaluate": to_dict(ev), "rewards": {"attention": to_dict(cfg.rewards.attention)}}),
+        **{f"checkpoint.{k}": v for k, v in specs.items()},
+    }
     with StageRun(cfg.tracking, stage="evaluate", params=params) as run:
         evals = [evaluate_checkpoint(n, p, benchmarks, cfg, wanted, progress) for n, p in specs.items()]
         metrics = compute_metrics(evals, benchmarks, cfg)
@@ -217,7 +227,7 @@ def evaluate(cfg: TrainConfig, checkpoints: Sequence[str] | None = None, progres
         write_report(out, metrics, evals, training_curves(cfg.tracking) if cfg.tracking.enabled else {})
         seconds = sum(e.seconds for e in evals)
         answers = sum(len(e.records) for e in evals)
-        run.log_metrics({**flat_metrics(metrics), "answers_per_s": answers / max(seconds, 1e-9)}, step=0)
+        run.log_metrics({**flatten(metrics, sep="/"), "answers_per_s": answers / max(seconds, 1e-9)}, step=0)
         run.log_artifact(out)
         children = {e.name: _log_checkpoint_run(cfg, run.run_id, e, metrics[e.name]) for e in evals}
     return EvalResult(out, metrics, run.run_id, children, answers / max(seconds, 1e-9))
@@ -232,12 +242,12 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _log_checkpoint_run(
-    cfg: TrainConfig, parent: str | None, result: CheckpointEval, metrics: dict
+    cfg: EvaluateRecipe, parent: str | None, result: CheckpointEval, metrics: dict
 ) -> str | None:
     """A nested run per checkpoint with `<benchmark>/<metric>` metrics (what the UI compares)."""
     tracking = dataclasses.replace(cfg.tracking, parent_run_id=parent, run_name=f"evaluate-{result.name}")
     params = {"checkpoint": result.path, "checkpoint_name": result.name}
     with StageRun(tracking, stage="evaluate", params=params) as child:
-        child.log_metrics(flat_metrics(metrics), step=0)
+        child.log_metrics(flatten(metrics, sep="/"), step=0)
         child.log_table(result.records[:500], "per_sample")
     return child.run_id

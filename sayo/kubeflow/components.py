@@ -29,13 +29,14 @@ def data(
     stats: Output[Metrics],
     card: Output[Markdown],
 ):
-    """Build the dataset of `config` (+ overrides, + `sources` when non-empty) into `dataset`."""
+    """Build the recipe's dataset (+ overrides, + `sources` when non-empty) into `dataset`."""
     from pathlib import Path
 
-    from sayo.kubeflow.steps import numeric_metrics, run_data
+    from sayo.config import finite_numbers
+    from sayo.kubeflow.steps import run_data
 
     result = run_data(config, list(overrides), list(sources), dataset.path)
-    for key, value in numeric_metrics(result).items():
+    for key, value in finite_numbers(result).items():
         stats.log_metric(key, value)
     dataset.metadata["num_samples"] = int(result.get("num_samples", 0))
     Path(card.path).write_text((Path(dataset.path) / "dataset_card.md").read_text())
@@ -52,11 +53,12 @@ def sft(
     metrics: Output[Metrics],
 ):
     """Supervised warm-up (`sayo sft`); `max_steps` 0 keeps the config's value."""
-    from sayo.kubeflow.steps import numeric_metrics, run_sft, train_overrides
+    from sayo.config import finite_numbers
+    from sayo.kubeflow.steps import run_sft, train_overrides
 
     knobs = train_overrides(list(overrides), experiment=experiment, max_steps=max_steps, stage="sft")
     result = run_sft(config, knobs, dataset.path, model.path)
-    for key, value in numeric_metrics(result.metrics).items():
+    for key, value in finite_numbers(result.metrics).items():
         metrics.log_metric(key, value)
     model.metadata.update({"stage": "sft", "mlflow_run_id": result.run_id or "", "config": config})
 
@@ -69,14 +71,15 @@ def grpo(
     max_steps: int,
     group_size: int,
     reward_weights: dict[str, float],
-    entropy_ratio: float,
+    attention_ratio: float,
     dataset: Input[Dataset],
     sft_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
 ):
     """GRPO with the region-attention reward (`sayo grpo`) from the SFT checkpoint; 0/{} keep the config."""
-    from sayo.kubeflow.steps import numeric_metrics, run_grpo, train_overrides
+    from sayo.config import finite_numbers
+    from sayo.kubeflow.steps import run_grpo, train_overrides
 
     knobs = train_overrides(
         list(overrides),
@@ -85,10 +88,10 @@ def grpo(
         stage="grpo",
         group_size=group_size,
         reward_weights=dict(reward_weights),
-        entropy_ratio=entropy_ratio,
+        attention_ratio=attention_ratio,
     )
     result = run_grpo(config, knobs, dataset.path, sft_model.path, model.path)
-    for key, value in numeric_metrics(result.metrics).items():
+    for key, value in finite_numbers(result.metrics).items():
         metrics.log_metric(key, value)
     model.metadata.update({"stage": "grpo", "mlflow_run_id": result.run_id or "", "config": config})
 
@@ -101,7 +104,7 @@ def grpo_trainjob(
     max_steps: int,
     group_size: int,
     reward_weights: dict[str, float],
-    entropy_ratio: float,
+    attention_ratio: float,
     image: str,
     nodes: int,
     gpus_per_node: int,
@@ -125,7 +128,7 @@ def grpo_trainjob(
         stage="grpo",
         group_size=group_size,
         reward_weights=dict(reward_weights),
-        entropy_ratio=entropy_ratio,
+        attention_ratio=attention_ratio,
     )
     if deepspeed_config:
         knobs.append(f"deepspeed.config={deepspeed_config}")
@@ -139,7 +142,7 @@ def grpo_trainjob(
         staging_uri=f"{staging_uri.rstrip('/')}/{run_name}",
         nodes=nodes,
         gpus_per_node=gpus_per_node,
-        kind=job_kind,
+        kind=job_kind,  # type: ignore[arg-type]  # a pipeline str; JobRequest checks the value
     )
     run_grpo_job(request, dataset.path, sft_model.path, model.path)
     model.metadata.update({"stage": "grpo", "nodes": nodes, "job": request.name, "config": config})
@@ -160,13 +163,13 @@ def evaluate(
     """Compare base, SFT and GRPO on the benchmarks (`sayo evaluate`); metrics, HTML report, raw files."""
     from pathlib import Path
 
-    from sayo.kubeflow.assess import copy_file, flat_checkpoint_metrics, run_evaluate
-    from sayo.kubeflow.steps import train_overrides
+    from sayo.config import finite_numbers, flatten
+    from sayo.kubeflow.steps import copy_file, run_evaluate, train_overrides
 
     knobs = train_overrides(list(overrides), experiment=experiment)
     checkpoints = {"sft": sft_model.path, "grpo": grpo_model.path}
     result = run_evaluate(config, knobs, dataset.path, checkpoints, evaluation.path)
-    for key, value in flat_checkpoint_metrics(result).items():
+    for key, value in finite_numbers(flatten(result, sep="/")).items():
         metrics.log_metric(key, value)
     copy_file(Path(evaluation.path) / "report.html", report.path)
 
@@ -184,12 +187,11 @@ def register(
     """Register the GRPO model as `challenger`; `champion` if it passes `gate_metrics` (`sayo register`)."""
     from pathlib import Path
 
-    from sayo.kubeflow.assess import run_register
-    from sayo.kubeflow.steps import train_overrides
+    from sayo.kubeflow.steps import run_register, train_overrides
 
     knobs = train_overrides(list(overrides), experiment=experiment)
     metrics_file = str(Path(evaluation.path) / "metrics.json")
     result = run_register(config, knobs, grpo_model.path, metrics_file, list(gate_metrics))
-    decision.log_metric("promoted", 1.0 if result["promoted"] else 0.0)
+    decision.log_metric("promoted", 1.0 if result["promote"] else 0.0)
     decision.log_metric("version", float(result["version"]))
     decision.metadata.update({k: str(v) for k, v in result.items()})

@@ -4,8 +4,8 @@ Why: the pipeline's wiring (artifact passing, parameters, the single-pod/multi-n
 exercised without a cluster or Docker. `kfp.local.SubprocessRunner(use_venv=False)` runs each
 lightweight component in this Python environment, so sayo must be installed here; placement
 (node selectors, GPUs, secrets) is ignored locally and the stages read `MLFLOW_TRACKING_URI`
-and the S3 variables from this environment. Paths in the arguments (configs) are relative to
-the working directory, as in the image, so run it from the repository root.
+and the S3 variables from this environment. Paths in the arguments (a recipe file) are relative to
+the working directory, as in the image; built-in recipe names work from anywhere.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from sayo.kubeflow.compile import load_pipeline
+from sayo.kubeflow.submit import check_arguments
 
 # The tiny CPU settings: a few minutes end to end (the `slow` test and `make` users run these).
 TINY_ARGUMENTS: dict[str, Any] = {
-    "config": "configs/tiny.yaml",
-    "data_config": "configs/data/tiny.yaml",
-    "data_overrides": ["synthetic.num_samples=48"],
-    "train_overrides": [
+    "config": "tiny",
+    "overrides": [
+        "data.synthetic.num_samples=48",
         "sft.eval_every=0",
         "sft.batch_size=4",
         "sft.log_every=5",
@@ -51,6 +51,7 @@ def run_local(
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(pipeline_root).resolve())
     )
+    check_arguments(arguments or {})
     pipeline = load_pipeline()
     task = pipeline(**{**TINY_ARGUMENTS, **(arguments or {})})
     outputs: dict[str, Any] = dict(task.outputs) if task.outputs else {}

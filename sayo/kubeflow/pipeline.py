@@ -1,6 +1,6 @@
 """The sayo Kubeflow pipeline: the same stages as `dvc repro`, placed on a cluster.
 
-Stages (architecture.md, "The stages"):
+Stages (docs/architecture.md, "The stages"):
     1. data      sources → validated `Dataset` (+ stats `Metrics`, dataset card `Markdown`); cached.
     2. sft       `Dataset` → warm-started `Model` on a GPU node; retried with backoff.
     3. grpo      `Dataset` + SFT `Model` → RL `Model`: one GPU pod, or, when `grpo_nodes > 1`, a
@@ -9,7 +9,7 @@ Stages (architecture.md, "The stages"):
     5. register  metrics + GRPO `Model` → MLflow model version `challenger`, `champion` if it
                  passes the gate metrics.
 
-Placement lives here, not in the components (style.md): GPU stages get a node selector for the
+Placement lives here, not in the components: GPU stages get a node selector for the
 GPU pool, a toleration for the `nvidia.com/gpu` taint, an accelerator type and limit, CPU/memory
 requests and a memory-backed /dev/shm (NCCL and data loaders need more than Docker's 64 MB).
 Every stage receives the MLflow and S3 credentials from Kubernetes secrets as environment
@@ -120,16 +120,14 @@ def grpo_branches(
     name=PIPELINE_NAME, description="SAYO: data → SFT → attention-reward GRPO → evaluate → register"
 )
 def sayo_pipeline(
-    config: str = "configs/tiny.yaml",
-    data_config: str = "configs/data/tiny.yaml",
-    data_overrides: list[str] = [],  # noqa: B006 - KFP parameter defaults are literals
+    config: str = "tiny",
+    overrides: list[str] = [],  # noqa: B006 - KFP parameter defaults are literals
     data_sources: list[dict] = [],  # noqa: B006
-    train_overrides: list[str] = [],  # noqa: B006
     sft_steps: int = 0,
     grpo_steps: int = 0,
     group_size: int = 0,
     reward_weights: dict[str, float] = {},  # noqa: B006
-    entropy_ratio: float = 0.0,
+    attention_ratio: float = 0.0,
     gate_metrics: list[str] = [],  # noqa: B006
     mlflow_experiment: str = "sayo",
     image: str = IMAGE,
@@ -137,16 +135,17 @@ def sayo_pipeline(
     grpo_nodes: int = 1,
     gpus_per_node: int = 8,
     grpo_job_kind: str = "trainjob",
-    deepspeed_config: str = "configs/deepspeed/zero3.json",
+    deepspeed_config: str = "zero3",
     staging_uri: str = "s3://sayo-artifacts/trainjobs",
 ):
-    """Parameters: 0 / 0.0 / [] / {} keep the training config's own value.
+    """Parameters: 0 / 0.0 / [] / {} keep the recipe's own value.
 
     Args:
-        config: training YAML in the image (configs/tiny.yaml, configs/qwen2_5_vl_7b.yaml …).
-        data_config: data YAML; `data_sources` (a list of source mappings) replaces its `sources`.
-        data_overrides, train_overrides: `key=value` overrides of the data / training config.
-        sft_steps, grpo_steps, group_size (G), reward_weights, entropy_ratio (ρ): the main knobs.
+        config: the recipe every stage reads: a built-in name (tiny, qwen2_5_vl_7b, …) or a YAML
+            file in the image.
+        overrides: `key=value` recipe overrides for every stage (e.g. data.synthetic.num_samples=64).
+        data_sources: a list of source mappings that replaces the recipe's `data.sources`.
+        sft_steps, grpo_steps, group_size (G), reward_weights, attention_ratio (ρ): the main knobs.
         gate_metrics: metrics the GRPO model must improve to become `champion`.
         mlflow_experiment: MLflow experiment of every stage's run.
         image, gpu_image: the sayo images (infra/docker/) of the CPU and the GPU steps.
@@ -154,13 +153,13 @@ def sayo_pipeline(
         grpo_job_kind: `trainjob` (Kubeflow Trainer v2) or `pytorchjob` (Training Operator v1).
         deepspeed_config, staging_uri: the multi-node job's ZeRO JSON and S3 hand-over prefix.
     """
-    data_task = data_op(config=data_config, overrides=data_overrides, sources=data_sources)
+    data_task = data_op(config=config, overrides=overrides, sources=data_sources)
     data_task.set_display_name("data").set_caching_options(True).set_container_image(image)
     with_secrets(data_task)
 
     sft_task = sft_op(
         config=config,
-        overrides=train_overrides,
+        overrides=overrides,
         experiment=mlflow_experiment,
         max_steps=sft_steps,
         dataset=data_task.outputs["dataset"],
@@ -170,18 +169,18 @@ def sayo_pipeline(
 
     grpo_knobs = {
         "config": config,
-        "overrides": train_overrides,
+        "overrides": overrides,
         "experiment": mlflow_experiment,
         "max_steps": grpo_steps,
         "group_size": group_size,
         "reward_weights": reward_weights,
-        "entropy_ratio": entropy_ratio,
+        "attention_ratio": attention_ratio,
         "dataset": data_task.outputs["dataset"],
         "sft_model": sft_task.outputs["model"],
     }
     assess_knobs = {
         "config": config,
-        "overrides": train_overrides,
+        "overrides": overrides,
         "experiment": mlflow_experiment,
         "gate_metrics": gate_metrics,
         "image": image,

@@ -1,13 +1,15 @@
-"""What each Kubeflow component does, as plain functions on directories (architecture.md, "Orchestration").
+"""What each Kubeflow component does, as plain functions on directories (docs/architecture.md, "Entry points").
 
-Why here and not in `components/`: a lightweight component's body is shipped as source text and
-runs on its own, so anything shared between components (turning pipeline parameters into config
+Why here and not in the components: a lightweight component's body is shipped as source text and
+runs on its own, so anything shared between components (turning pipeline parameters into recipe
 overrides, pointing a stage at its input artifacts, copying the result into the output artifact)
 would otherwise be copied into every component. Keeping it in the library makes it typed, tested
 and identical for `kfp.local` and the cluster; the components only move artifact paths in and out.
 
-Pipeline parameters use neutral values for "keep the config's value" (0, 0.0, empty dict/list),
-so one compiled pipeline serves the tiny recipe and the 7B recipe alike.
+Every step loads the same recipe (the pipeline's `config` parameter, a built-in name or a file in
+the image) with the same overrides as the CLI and `dvc repro` would. Pipeline parameters use
+neutral values for "keep the recipe's value" (0, 0.0, empty dict/list), so one compiled pipeline
+serves the tiny recipe and the 7B recipe alike.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sayo.config import to_dict
+from sayo.data import layout
+from sayo.data.build import build
+from sayo.evaluate.run import evaluate
+from sayo.recipe import load_recipe
+from sayo.registry import register_evaluated
+from sayo.train.grpo import train_grpo
+from sayo.train.sft import train_sft
 
 
 @dataclass
@@ -34,12 +45,6 @@ def yaml_literal(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def data_overrides(overrides: list[str], sources: list[dict[str, Any]], output: str) -> list[str]:
-    """Overrides of the data config: the user's, `sources` when given, and the output directory."""
-    extra = [f"sources={yaml_literal(sources)}"] if sources else []
-    return [*overrides, *extra, f"output={output}"]
-
-
 def train_overrides(
     overrides: list[str],
     *,
@@ -48,12 +53,12 @@ def train_overrides(
     max_steps: int = 0,
     stage: str = "grpo",
     reward_weights: dict[str, float] | None = None,
-    entropy_ratio: float = 0.0,
+    attention_ratio: float = 0.0,
 ) -> list[str]:
     """The user's overrides plus the pipeline's typed knobs that are set (non-zero / non-empty).
 
     `max_steps` applies to `stage` (`sft` or `grpo`); `group_size`, `reward_weights` and
-    `entropy_ratio` are GRPO's. Later overrides win, so the typed knobs beat `overrides`.
+    `attention_ratio` are GRPO's. Later overrides win, so the typed knobs beat `overrides`.
     """
     extra: list[str] = []
     if experiment:
@@ -64,9 +69,15 @@ def train_overrides(
         extra.append(f"grpo.group_size={group_size}")
     if reward_weights:
         extra.append(f"rewards.weights={yaml_literal(reward_weights)}")
-    if entropy_ratio:
-        extra.append(f"rewards.entropy_ratio={entropy_ratio}")
+    if attention_ratio:
+        extra.append(f"rewards.attention.ratio={attention_ratio}")
     return [*overrides, *extra]
+
+
+def data_overrides(overrides: list[str], sources: list[dict[str, Any]], output: str) -> list[str]:
+    """Recipe overrides of the `data` step: the user's, `sources` when given, and the output directory."""
+    extra = [f"data.sources={yaml_literal(sources)}"] if sources else []
+    return [*overrides, *extra, f"data.path={output}"]
 
 
 def copy_dir(source: Path, target: str | Path) -> Path:
@@ -78,30 +89,24 @@ def copy_dir(source: Path, target: str | Path) -> Path:
     return target
 
 
-def run_data(config: str, overrides: list[str], sources: list[dict[str, Any]], output: str) -> dict[str, Any]:
-    """Build the dataset into `output` (the `Dataset` artifact's path); returns its stats.json."""
-    from sayo.data import layout
-    from sayo.data.build import build
-    from sayo.data.config import load_config
+def copy_file(source: Path, target: str | Path) -> None:
+    """Copy one file into an output artifact's path."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
 
-    result = build(load_config(config, data_overrides(overrides, sources, output)), progress=False)
+
+def run_data(config: str, overrides: list[str], sources: list[dict[str, Any]], output: str) -> dict[str, Any]:
+    """Build the recipe's dataset into `output` (the `Dataset` artifact's path); returns its stats.json."""
+    recipe = load_recipe(config, data_overrides(overrides, sources, output))
+    result = build(recipe.data, progress=False)
     stats: dict[str, Any] = json.loads((result.output / layout.STATS).read_text())
     return stats
 
 
 def _train(stage: str, config: str, overrides: list[str], dataset: str, model_out: str) -> StepResult:
-    from sayo.train.config import load_train_config
-
     with tempfile.TemporaryDirectory(prefix=f"sayo-{stage}-") as scratch:
-        cfg = load_train_config(config, [*overrides, f"data.path={dataset}", f"checkpoint.dir={scratch}"])
-        if stage == "sft":
-            from sayo.train.sft import train_sft
-
-            result = train_sft(cfg)
-        else:
-            from sayo.train.grpo import train_grpo
-
-            result = train_grpo(cfg)
+        recipe = load_recipe(config, [*overrides, f"data.path={dataset}", f"checkpoint.dir={scratch}"])
+        result = train_sft(recipe) if stage == "sft" else train_grpo(recipe)
         target = copy_dir(result.final_dir, model_out)
     return StepResult(target, result.run_id, dict(result.metrics))
 
@@ -116,12 +121,40 @@ def run_grpo(config: str, overrides: list[str], dataset: str, start: str, model_
     return _train("grpo", config, [*overrides, f"grpo.init_from={start}"], dataset, model_out)
 
 
-def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a metrics dict (what a KFP `Metrics` artifact can show)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if value == value and abs(value) != float("inf"):
-            out[key] = float(value)
-    return out
+def run_evaluate(
+    config: str, overrides: list[str], dataset: str, checkpoints: dict[str, str], out_dir: str
+) -> dict[str, Any]:
+    """Evaluate `checkpoints` (name → directory, after the recipe's base model) into `out_dir`.
+
+    A `dataset` benchmark that points at the recipe's `data.path` is redirected to the pipeline's
+    `Dataset` artifact, so the test split evaluated is the one the run trained next to. Returns the
+    nested metrics (`{checkpoint: {benchmark: {metric: value}}}`) of `metrics.json`.
+    """
+    recipe = load_recipe(config, [*overrides, f"evaluate.out_dir={out_dir}"])
+    for bench in recipe.evaluate.benchmarks:
+        if bench.type == "dataset" and Path(bench.path) == Path(recipe.data.path):
+            bench.path = dataset
+    recipe.data.path = dataset
+    specs = [f"base={recipe.model.name_or_path}", *(f"{name}={path}" for name, path in checkpoints.items())]
+    metrics: dict[str, Any] = evaluate(recipe, specs, progress=False).metrics
+    return metrics
+
+
+def run_register(
+    config: str, overrides: list[str], checkpoint: str, metrics_file: str, gate_metrics: list[str]
+) -> dict[str, Any]:
+    """Register `checkpoint` with its metrics of `metrics_file` (entry `register.checkpoint_name`,
+    default `grpo`); returns the decision (`Registration.as_dict`)."""
+    extra = [f"register.gate_metrics={yaml_literal(list(gate_metrics))}"] if gate_metrics else []
+    recipe = load_recipe(config, [*overrides, *extra])
+    result = register_evaluated(
+        checkpoint,
+        metrics_file,
+        recipe.register,
+        recipe.tracking,
+        checkpoint_name=recipe.register.checkpoint_name or "grpo",
+        config=to_dict(recipe),
+        max_new_tokens=recipe.evaluate.max_new_tokens,
+    )
+    decision: dict[str, Any] = json.loads(json.dumps(result.as_dict()))
+    return decision

@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sayo.kubeflow.compile import compile_pipeline
+from sayo.config import parse_yaml
+from sayo.kubeflow.compile import compile_pipeline, load_pipeline
 
 TOKEN_ENV = "KFP_TOKEN"
+# pipeline parameters an earlier version had -> what replaced them
+RENAMED_ARGUMENTS = {
+    "data_config": "config (one recipe configures every stage)",
+    "data_overrides": "overrides (recipe keys, e.g. data.synthetic.num_samples=64)",
+    "train_overrides": "overrides (recipe keys, e.g. grpo.group_size=8)",
+    "entropy_ratio": "attention_ratio (rewards.attention.ratio)",
+}
 
 
 @dataclass
@@ -38,8 +44,20 @@ def parse_arguments(items: list[str]) -> dict[str, Any]:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise ValueError(f"argument {item!r} is invalid: must be name=value (e.g. grpo_steps=200)")
-        arguments[name] = yaml.safe_load(text) if text else ""
+        arguments[name] = parse_yaml(text) if text else ""
     return arguments
+
+
+def check_arguments(arguments: dict[str, Any]) -> None:
+    """Refuse argument names the pipeline does not have, naming the replacement of renamed ones."""
+    spec = getattr(load_pipeline(), "component_spec")  # noqa: B009 - a kfp GraphComponent
+    known = set(spec.inputs or {})
+    problems = []
+    for name in sorted(set(arguments) - known):
+        moved = RENAMED_ARGUMENTS.get(name)
+        problems.append(f"{name} was replaced by {moved}" if moved else f"{name} is not a pipeline parameter")
+    if problems:
+        raise ValueError("; ".join(problems) + f" (parameters: {sorted(known)})")
 
 
 def make_client(host: str, namespace: str | None = None) -> Any:
@@ -69,6 +87,7 @@ def submit(
     service_account: str | None = None,
 ) -> Submission:
     """Compile and submit the pipeline; `recurring` (a 6-field KFP cron) makes it a recurring run."""
+    check_arguments(arguments or {})
     client = make_client(host, namespace)
     name = run_name or "sayo"
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from sayo.train.launch import launch_command
@@ -47,7 +48,7 @@ class JobRequest:
     name: str  # Kubernetes name of the job (DNS-1123, ≤ 63 characters)
     namespace: str
     image: str
-    config: str  # training YAML inside the image, e.g. configs/qwen2_5_vl_7b.yaml
+    config: str  # the recipe: a built-in name (e.g. qwen2_5_vl_7b) or a YAML file in the image
     overrides: list[str]  # `key=value` overrides (the data/init/checkpoint paths are added here)
     staging_uri: str  # s3://bucket/prefix holding data/ and sft/ in, final/ out
     nodes: int = 2
@@ -242,8 +243,6 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 
 def current_namespace(default: str = "kubeflow") -> str:
     """The namespace this pod runs in (the service account's), else `default`."""
-    from pathlib import Path
-
     path = Path(SERVICE_ACCOUNT_NAMESPACE)
     return path.read_text().strip() if path.is_file() else default
 

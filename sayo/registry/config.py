@@ -9,12 +9,8 @@ helps one benchmark and breaks another is kept out of serving.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} = {value!r} is invalid: {allowed}")
+from sayo.config import check
 
 
 @dataclass
@@ -26,15 +22,15 @@ class RegisterConfig:
     gate_metrics: list[str] = field(default_factory=lambda: ["synthetic/accuracy"])  # must all improve
     margin: float = 0.01  # each gate metric must exceed the champion's by at least this (absolute)
     tolerance: float = 0.02  # no other `*/accuracy` metric may drop by more than this (absolute)
-    challenger_alias: str = "challenger"
-    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"  # alias every new version gets
+    champion_alias: str = "champion"  # alias of the version in service, moved only through the gate
 
     def __post_init__(self) -> None:
-        _check(bool(self.model_name.strip()), "register.model_name", self.model_name, "must not be empty")
-        _check(
+        check(bool(self.model_name.strip()), "register.model_name", self.model_name, "must not be empty")
+        check(
             bool(self.gate_metrics), "register.gate_metrics", self.gate_metrics, "needs at least one metric"
         )
-        _check(self.margin >= 0, "register.margin", self.margin, "must be >= 0")
-        _check(self.tolerance >= 0, "register.tolerance", self.tolerance, "must be >= 0")
-        _check(self.challenger_alias != self.champion_alias, "register.champion_alias", self.champion_alias,
+        check(self.margin >= 0, "register.margin", self.margin, "must be >= 0")
+        check(self.tolerance >= 0, "register.tolerance", self.tolerance, "must be >= 0")
+        check(self.challenger_alias != self.champion_alias, "register.champion_alias", self.champion_alias,
                "must differ from challenger_alias")  # fmt: skip

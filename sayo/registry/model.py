@@ -20,6 +20,10 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 from PIL import Image
 
+from sayo.answering import AnswerOptions, answer_batch
+from sayo.data.schema import Sample
+from sayo.models import load_policy
+
 INPUT_COLUMNS = ("image", "question")
 
 
@@ -39,17 +43,12 @@ class SayoVisionQA(PythonModel):
     """Greedy answers of a sayo policy to (image, question) rows."""
 
     def load_context(self, context: Any) -> None:
-        from sayo.models import load_policy
-
         self.model, self.processor = load_policy(context.artifacts["checkpoint"])
         self.max_new_tokens = int((context.model_config or {}).get("max_new_tokens", 32))
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from sayo.answering import AnswerOptions, answer_batch
-        from sayo.data.schema import Sample
-
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
         if missing:
             raise ValueError(f"input needs columns {list(INPUT_COLUMNS)}; missing {missing}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import subprocess
@@ -24,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from PIL import Image
 
+from sayo.config import finite_numbers, flatten
+from sayo.models import resolve_model_path
 from sayo.registry.config import RegisterConfig
 from sayo.tracking import StageRun, TrackingConfig, check_tracking, resolve_tracking_uri
 
@@ -84,6 +86,19 @@ class Registration:
     run_id: str | None
     model_uri: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as plain JSON values (the CLI's `--out` file, the Kubeflow step's metadata)."""
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "promote": self.decision.promote,
+            "reason": self.decision.reason,
+            "deltas": dict(self.decision.deltas),
+            "champion_version": self.champion_version,
+            "model_uri": self.model_uri,
+            "run_id": self.run_id,
+        }
+
 
 def checkpoint_metrics(
     metrics_file: str | Path, checkpoint_name: str | None = None
@@ -92,18 +107,11 @@ def checkpoint_metrics(
 
     `checkpoint_name` None takes the last checkpoint evaluated. Null (NaN) metrics are dropped.
     """
-    from sayo.evaluate.metrics import flat_metrics
-
     nested = json.loads(Path(metrics_file).read_text())
     name = checkpoint_name or list(nested)[-1]
     if name not in nested:
         raise ValueError(f"{metrics_file} has no checkpoint {name!r}; it has {list(nested)}")
-    raw = flat_metrics({k: v for k, v in _drop_none(nested[name]).items()})
-    return name, {k: v for k, v in raw.items() if math.isfinite(v)}
-
-
-def _drop_none(nested: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _drop_none(v) if isinstance(v, Mapping) else v for k, v in nested.items() if v is not None}
+    return name, finite_numbers(flatten(nested[name], sep="/"))
 
 
 def data_version(lock_file: str | Path = "dvc.lock", stage: str = "data") -> str:
@@ -155,7 +163,6 @@ def _log_model(run_id: str, checkpoint: str, max_new_tokens: int) -> str:
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
-    from PIL import Image
 
     from sayo.registry.model import SayoVisionQA, encode_image
 
@@ -231,8 +238,6 @@ def register_checkpoint(
     import mlflow
     from mlflow import MlflowClient
 
-    from sayo.models import resolve_model_path
-
     uri = resolve_tracking_uri(tracking)
     check_tracking(uri)
     path = resolve_model_path(checkpoint)
@@ -256,3 +261,22 @@ def register_checkpoint(
         run.log_dict({"version": str(version), "promote": decision.promote, "reason": decision.reason,
                       "deltas": decision.deltas}, "gate_decision.json")  # fmt: skip
     return Registration(cfg.model_name, str(version), decision, champion_version, run.run_id, model_uri)
+
+
+def register_evaluated(
+    checkpoint: str | Path,
+    metrics_file: str | Path,
+    cfg: RegisterConfig,
+    tracking: TrackingConfig,
+    *,
+    checkpoint_name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    max_new_tokens: int = 32,
+) -> Registration:
+    """The `register` stage: `checkpoint` with its metrics from the evaluate stage's `metrics.json`.
+
+    `checkpoint_name` picks the checkpoint's entry in `metrics.json` (default `cfg.checkpoint_name`,
+    else the last one evaluated). The CLI and the Kubeflow component both call this.
+    """
+    _, metrics = checkpoint_metrics(metrics_file, checkpoint_name or cfg.checkpoint_name)
+    return register_checkpoint(checkpoint, metrics, cfg, tracking, config, max_new_tokens)

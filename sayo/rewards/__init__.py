@@ -1,4 +1,4 @@
-"""SAYO rewards: accuracy, format and region attention, and how they are combined (method.md)."""
+"""SAYO rewards: accuracy, format and region attention, and how they are combined (docs/method.md)."""
 
 from sayo.rewards.accuracy import (
     ANSWER_TYPES,
@@ -10,15 +10,18 @@ from sayo.rewards.accuracy import (
     relaxed_match,
     score_answer,
 )
-from sayo.rewards.attention import region_area_fraction, region_attention_reward, region_share
-from sayo.rewards.combine import PRESET_ENTROPY_RATIO, PRESETS, REWARD_NAMES, combine_rewards
+from sayo.rewards.attention import (
+    official_attention_reward,
+    region_area_fraction,
+    region_attention_reward,
+    region_share,
+)
+from sayo.rewards.combine import REWARD_NAMES, combine_rewards
 from sayo.rewards.format import format_reward
 from sayo.rewards.selection import select_high_entropy_tokens
 
 __all__ = [
     "ANSWER_TYPES",
-    "PRESETS",
-    "PRESET_ENTROPY_RATIO",
     "REWARD_NAMES",
     "accuracy_reward",
     "combine_rewards",
@@ -26,6 +29,7 @@ __all__ = [
     "extract_choice",
     "format_reward",
     "normalize_text",
+    "official_attention_reward",
     "parse_number",
     "region_area_fraction",
     "region_attention_reward",

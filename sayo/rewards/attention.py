@@ -1,29 +1,39 @@
-"""Region-attention reward r_attn: how much of a token's visual attention lands on the region.
+"""Region-attention reward r_attn: how much of the answer tokens' visual attention lands on the region.
 
-Why: SAYO rewards the model for looking at the task-relevant image region (method.md, "The
-attention reward") [paper]. For each response token t the region share is
-s_t = Σ_{k∈R} A_t(k) / Σ_{k∈I} A_t(k) ∈ [0, 1], and the rollout's reward is the mean share over
-the selected high-entropy tokens S [ours, within the paper's description].
+Why: SAYO rewards the model for looking at the task-relevant image region (docs/method.md, "The
+attention reward") [paper]. Everything here is arithmetic on captured attention A_t(k) of
+response token t on image key k (already reduced over heads and the chosen layers by
+`sayo.attention`), so the functions are pure and cheap; no gradient flows through the reward: it
+is a scalar per rollout, as in GRPO.
 
-The attention A is captured elsewhere (already averaged over heads and the chosen layers, keys
-restricted to image tokens); these functions only do the arithmetic, so they are pure and cheap.
-No gradient flows through this reward: it is a scalar per rollout, as in GRPO (method.md).
+Three forms (`rewards.attention.form`), two aggregations over the selected tokens
+(`rewards.attention.aggregation`):
+- `share` [ours, within the paper's description]: s_t = Σ_{k∈R} A_t(k) / Σ_{k∈I} A_t(k) ∈ [0, 1];
+  uniform attention scores the region's area fraction |R|/|I|;
+- `area_normalized` [ours]: the share divided by |R|/|I| so large boxes are not free reward,
+  clipped to [0, max_normalized] and divided by max_normalized, so it stays in [0, 1];
+- `tanh_log_ratio` [code]: the authors' r = tanh(log((ā_R + ε) / (ā_I + ε))), ā_R and ā_I the
+  mean attention per region and per image key; uniform attention scores 0
+  (`official_attention_reward`, with `ratio_of_means`: attention averaged over tokens first).
 
-Choices [ours]:
-- a token with no attention mass on image keys (denominator 0) has share 0, and a rollout with no
-  selected token gets reward 0;
-- area normalisation (option): divide by the region's area share |R|/|I| so large boxes are not
-  free reward, clip to [0, max_normalized], then divide by max_normalized so the reward stays in
-  [0, 1] like the accuracy and format rewards (uniform attention then scores 1/max_normalized);
-  a rollout whose region is empty gets 0.
+`measure_attention` gives the share, the area fraction, the lift over uniform (share − fraction)
+and the reward together: the trainer's reward, the training probes and evaluation all report
+these, so the numbers mean the same thing everywhere.
+
+Choices [ours]: a token with no attention mass on image keys has share 0; a rollout with no
+selected token gets reward 0; a rollout without a region gets reward and lift 0.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from sayo.rewards.config import AttentionConfig
+from sayo.rewards.selection import select_high_entropy_tokens
 
 
 def _image_and_region(region_mask: Tensor, image_mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -58,22 +68,12 @@ def region_share(attention: Tensor, region_mask: Tensor, image_mask: Tensor | No
     Returns:
         [B, T] float32 s_t = Σ_{k∈R} A / Σ_{k∈I} A, and 0 where the denominator is 0.
     """
-    if attention.dim() != 3 or region_mask.shape != (attention.shape[0], attention.shape[2]):
-        raise ValueError(
-            f"attention must be [B, T, K] and region_mask [B, K]; got {tuple(attention.shape)} "
-            f"and {tuple(region_mask.shape)}"
-        )
     if image_mask is not None and image_mask.shape != region_mask.shape:
         raise ValueError(
             f"image_mask shape {tuple(image_mask.shape)} must equal region_mask's {tuple(region_mask.shape)}"
         )
-    image, region = _image_and_region(region_mask, image_mask)  # [B, K], [B, K]
-    attn = attention.float()  # [B, T, K]
-    numerator = (attn * region.unsqueeze(1)).sum(dim=-1)  # [B, T]
-    denominator = (attn * image.unsqueeze(1)).sum(dim=-1)  # [B, T]
-    has_mass = denominator > 0  # [B, T]
-    share = numerator / torch.where(has_mass, denominator, torch.ones_like(denominator))  # [B, T]
-    return torch.where(has_mass, share, torch.zeros_like(share))  # [B, T]
+    masses = region_masses(attention.float(), region_mask, image_mask)
+    return _safe_ratio(masses.region, masses.image)  # [B, T]
 
 
 def _normalize_by_area(reward: Tensor, region_fraction: Tensor | None, max_normalized: float) -> Tensor:
@@ -86,7 +86,7 @@ def _normalize_by_area(reward: Tensor, region_fraction: Tensor | None, max_norma
         raise ValueError(
             f"region_fraction must be [B]={tuple(reward.shape)}, got {tuple(region_fraction.shape)}"
         )
-    fraction = region_fraction.float()  # [B]
+    fraction = region_fraction.to(reward.dtype)  # [B]
     has_region = fraction > 0  # [B]
     normalised = reward / torch.where(has_region, fraction, torch.ones_like(fraction))  # [B]
     normalised = torch.where(has_region, normalised, torch.zeros_like(normalised))  # [B]
@@ -126,3 +126,205 @@ def region_attention_reward(
     if not normalize_by_area:
         return reward  # [B]
     return _normalize_by_area(reward, region_fraction, max_normalized)  # [B]
+
+
+# ---------------------------------------------------------------- reward forms (rewards.attention)
+
+OFFICIAL_EPS = 1e-8  # ε of the authors' reward, tanh(log((ā_R + ε) / (ā_I + ε)))
+
+
+@dataclass(frozen=True)
+class RegionMasses:
+    """Per-token attention mass on the region and on the whole image, and the key counts.
+
+    region, image: [B, T] Σ_{k∈R} A_t(k) and Σ_{k∈I} A_t(k); n_region, n_image: [B] |R ∩ I| and |I|.
+    Every reward form and the lift over uniform are functions of these four tensors.
+    """
+
+    region: Tensor
+    image: Tensor
+    n_region: Tensor
+    n_image: Tensor
+
+    @property
+    def fraction(self) -> Tensor:
+        """[B] the region's share of image tokens |R|/|I| (what uniform attention scores as share)."""
+        return self.n_region / self.n_image.clamp(min=1.0)
+
+
+def region_masses(attention: Tensor, region_mask: Tensor, image_mask: Tensor | None = None) -> RegionMasses:
+    """Sum each token's attention over the region and over the image (see `RegionMasses`).
+
+    Args:
+        attention: [B, T, K] attention of response tokens on image-token keys.
+        region_mask: [B, K] bool region keys R (intersected with ``image_mask``).
+        image_mask: [B, K] bool image keys I (default: all K).
+    """
+    if attention.dim() != 3 or region_mask.shape != (attention.shape[0], attention.shape[2]):
+        raise ValueError(
+            f"attention must be [B, T, K] and region_mask [B, K]; got {tuple(attention.shape)} "
+            f"and {tuple(region_mask.shape)}"
+        )
+    image, region = _image_and_region(region_mask, image_mask)  # [B, K], [B, K]
+    attn = attention.to(torch.float64) if attention.dtype == torch.float64 else attention.float()  # [B, T, K]
+    return RegionMasses(
+        region=(attn * region.unsqueeze(1)).sum(dim=-1),  # [B, T]
+        image=(attn * image.unsqueeze(1)).sum(dim=-1),  # [B, T]
+        n_region=region.sum(dim=1).to(attn.dtype),  # [B]
+        n_image=image.sum(dim=1).to(attn.dtype),  # [B]
+    )
+
+
+def _mean_over(values: Tensor, selected: Tensor) -> Tensor:
+    """[B, T] values averaged over each row's selected tokens; 0 for a row with none."""
+    chosen = selected.bool()  # [B, T]
+    total = torch.where(chosen, values, torch.zeros_like(values)).sum(dim=1)  # [B]
+    return total / chosen.sum(dim=1).clamp(min=1).to(values.dtype)  # [B]
+
+
+def _safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """numerator / denominator, 0 where the denominator is 0."""
+    ok = denominator > 0
+    return torch.where(ok, numerator / torch.where(ok, denominator, torch.ones_like(denominator)), 0.0)
+
+
+def _tanh_log_ratio(region_per_key: Tensor, image_per_key: Tensor) -> Tensor:
+    return torch.tanh(torch.log((region_per_key + OFFICIAL_EPS) / (image_per_key + OFFICIAL_EPS)))
+
+
+def region_share_of(masses: RegionMasses, selected: Tensor, aggregation: str = "mean_of_ratios") -> Tensor:
+    """[B] share of visual attention on the region over the selected tokens.
+
+    `mean_of_ratios`: mean over tokens of Σ_R A_t / Σ_I A_t; `ratio_of_means`: Σ_t Σ_R A_t / Σ_t Σ_I A_t.
+    Uniform attention over the image scores the region's area fraction either way.
+    """
+    if aggregation == "mean_of_ratios":
+        return _mean_over(_safe_ratio(masses.region, masses.image), selected)  # [B]
+    if aggregation == "ratio_of_means":
+        return _safe_ratio(_mean_over(masses.region, selected), _mean_over(masses.image, selected))  # [B]
+    raise ValueError(f"aggregation={aggregation!r}: expected 'mean_of_ratios' or 'ratio_of_means'")
+
+
+def attention_reward(
+    masses: RegionMasses,
+    selected: Tensor,
+    *,
+    form: str = "share",
+    aggregation: str = "mean_of_ratios",
+    max_normalized: float = 5.0,
+) -> Tensor:
+    """The region-attention reward of each rollout in one of three forms (docs/method.md).
+
+    - ``share``: the share of visual attention on the region (uniform attention: the area fraction);
+    - ``area_normalized``: share / area fraction, clipped to ``max_normalized`` and divided by it [ours];
+    - ``tanh_log_ratio``: tanh(log((ā_R + ε) / (ā_I + ε))) with ā_R, ā_I the mean attention per
+      region key and per image key — the authors' reward (uniform attention: 0). With
+      ``ratio_of_means`` this is exactly `official_attention_reward`.
+
+    Args:
+        masses: per-token masses (`region_masses`).
+        selected: [B, T] bool tokens that count (e.g. the top-entropy ones).
+        aggregation: ``mean_of_ratios`` applies the form per token and averages over the selected
+            tokens; ``ratio_of_means`` averages the attention first (the official reward's order).
+
+    Returns:
+        [B] reward; a rollout with no selected token gets 0 in every form, and one whose region is
+        empty gets 0 in ``share``/``area_normalized`` (the caller decides for ``tanh_log_ratio``).
+    """
+    if selected.shape != masses.region.shape:
+        raise ValueError(f"selected must be [B, T]={tuple(masses.region.shape)}, got {tuple(selected.shape)}")
+    if form == "share":
+        return region_share_of(masses, selected, aggregation)  # [B]
+    if form == "area_normalized":
+        share = region_share_of(masses, selected, aggregation)  # [B]
+        return _normalize_by_area(share, masses.fraction.to(share.dtype), max_normalized)
+    if form != "tanh_log_ratio":
+        raise ValueError(f"form={form!r}: expected 'share', 'area_normalized' or 'tanh_log_ratio'")
+    n_region, n_image = masses.n_region.clamp(min=1.0)[:, None], masses.n_image.clamp(min=1.0)[:, None]
+    region_per_key, image_per_key = masses.region / n_region, masses.image / n_image  # [B, T] each
+    if aggregation == "mean_of_ratios":
+        per_token = _tanh_log_ratio(region_per_key, image_per_key)  # [B, T]
+        return _mean_over(per_token, selected)  # [B]
+    if aggregation == "ratio_of_means":
+        return _tanh_log_ratio(_mean_over(region_per_key, selected), _mean_over(image_per_key, selected))
+    raise ValueError(f"aggregation={aggregation!r}: expected 'mean_of_ratios' or 'ratio_of_means'")
+
+
+def official_attention_reward(
+    attention: Tensor, region_mask: Tensor, selected: Tensor, image_mask: Tensor | None = None
+) -> Tensor:
+    """The authors' attention reward: r = tanh(log((ā_R + ε) / (ā_I + ε))), ε = 1e-8.
+
+    ā_R is the mean attention per region key and ā_I per image key, each averaged over the selected
+    response tokens (heads are already reduced in `attention`): a ratio of means, so uniform
+    attention scores 0 and attention only on the region tanh(log(|I|/|R|)).
+
+    Args:
+        attention: [B, T, K] attention of response tokens on image keys.
+        region_mask: [B, K] bool region keys.
+        selected: [B, T] bool tokens that count; a rollout with none gets tanh(log(ε/ε)) = 0.
+        image_mask: [B, K] bool image keys, or None for all K keys.
+
+    Returns:
+        [B] rewards in (−1, 1), in the attention's float precision (float32 at least).
+    """
+    masses = region_masses(attention, region_mask, image_mask)
+    return attention_reward(masses, selected, form="tanh_log_ratio", aggregation="ratio_of_means")
+
+
+@dataclass(frozen=True)
+class AttentionOnRegion:
+    """Where a batch of responses looked, measured one way for the reward, probes and evaluation.
+
+    All [B]: `share` of visual attention on the region over the selected tokens, the region's area
+    `fraction` (uniform attention's share), `lift` = share − fraction (0 = no better than uniform)
+    and the configured `reward`.
+    """
+
+    share: Tensor
+    fraction: Tensor
+    lift: Tensor
+    reward: Tensor
+
+
+def measure_attention(
+    masses: RegionMasses, selected: Tensor, *, form: str, aggregation: str, max_normalized: float
+) -> AttentionOnRegion:
+    """Share, area fraction, lift over uniform and reward of each rollout (see `AttentionOnRegion`)."""
+    share = region_share_of(masses, selected, aggregation)  # [B]
+    fraction = masses.fraction.to(share.dtype)  # [B]
+    reward = attention_reward(
+        masses, selected, form=form, aggregation=aggregation, max_normalized=max_normalized
+    )
+    has_region = masses.n_region > 0  # [B]: without a region there is nothing to look at
+    return AttentionOnRegion(
+        share=share,
+        fraction=fraction,
+        lift=torch.where(has_region, share - fraction, 0.0),
+        reward=torch.where(has_region, reward, 0.0),
+    )
+
+
+def attention_on_region(
+    entropy: Tensor, mask: Tensor, masses: RegionMasses, config: AttentionConfig
+) -> tuple[Tensor, AttentionOnRegion]:
+    """Select the tokens that count and measure their attention on the region, as `config` says.
+
+    The one place `rewards.attention` is applied: the GRPO reward, the training probes and the
+    `evaluate` stage call it, so their numbers mean the same thing.
+
+    Args:
+        entropy: [B, T] token entropies; mask: [B, T] valid response tokens.
+        masses: the tokens' attention masses (`region_masses`).
+    Returns:
+        `(selected [B, T], measures)`.
+    """
+    selected = select_high_entropy_tokens(entropy, mask, config.ratio, exclude_last=config.exclude_last)
+    measures = measure_attention(
+        masses,
+        selected,
+        form=config.form,
+        aggregation=config.aggregation,
+        max_normalized=config.max_normalized,
+    )
+    return selected, measures

@@ -1,9 +1,9 @@
 """Weighted total reward r = w_acc·r_acc + w_fmt·r_fmt + w_attn·r_attn, and the ablation presets.
 
 Why: SAYO's reward is a weighted sum of accuracy, format and region attention, and its ablations
-(accuracy-only, attention-only, full-token) differ only in the weights or the entropy ratio ρ
-(method.md, "Total reward and optimisation" and "Findings to reproduce" 2–3) [paper]. The
-weight values below are ours [ours]: the paper names the terms, not their weights.
+(accuracy-only, attention-only, full-token) differ only in the weights (`rewards.weights`) or the
+token ratio ρ (`rewards.attention.ratio`) (docs/method.md, "Total reward and optimisation") [paper].
+The weights are recipe values [ours]: the paper names the terms, not their weights.
 
 Like EasyR1's reward functions, the total comes back together with its parts, so every component
 is logged every step, even those whose weight is 0.
@@ -18,22 +18,6 @@ import torch
 from torch import Tensor
 
 REWARD_NAMES = ("accuracy", "format", "region_attention")
-
-PRESETS: dict[str, dict[str, float]] = {
-    "sayo": {"accuracy": 1.0, "format": 0.5, "region_attention": 1.0},
-    "accuracy_only": {"accuracy": 1.0, "format": 0.5, "region_attention": 0.0},
-    "attention_only": {"accuracy": 0.0, "format": 0.5, "region_attention": 1.0},
-    # Same weights as "sayo": the full-token ablation differs only in the entropy ratio ρ = 1.0,
-    # i.e. every response token counts for the attention reward (see PRESET_ENTROPY_RATIO).
-    "full_token": {"accuracy": 1.0, "format": 0.5, "region_attention": 1.0},
-}
-
-PRESET_ENTROPY_RATIO: dict[str, float] = {
-    "sayo": 0.2,
-    "accuracy_only": 0.2,
-    "attention_only": 0.2,
-    "full_token": 1.0,
-}
 
 
 def _check_weights(components: Mapping[str, Tensor], weights: Mapping[str, float]) -> None:

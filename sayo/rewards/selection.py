@@ -20,13 +20,17 @@ from torch import Tensor
 _CEIL_SLACK = 1e-9
 
 
-def select_high_entropy_tokens(entropy: Tensor, mask: Tensor, ratio: float) -> Tensor:
+def select_high_entropy_tokens(
+    entropy: Tensor, mask: Tensor, ratio: float, exclude_last: bool = False
+) -> Tensor:
     """Per sequence, mark the top ``ceil(ratio · n_valid)`` valid tokens by entropy.
 
     Args:
         entropy: [B, T] token entropies.
         mask: [B, T] bool, True for valid response tokens; invalid tokens are never selected.
         ratio: fraction ρ in (0, 1]; 1.0 selects every valid token (the "full-token" ablation).
+        exclude_last: drop each sequence's last valid token (usually its EOS) before selecting,
+            as the authors' code does [code].
 
     Returns:
         [B, T] bool selection; at least one token per sequence with a valid token, none otherwise.
@@ -42,6 +46,10 @@ def select_high_entropy_tokens(entropy: Tensor, mask: Tensor, ratio: float) -> T
             f"entropy and mask must both be [B, T], got {tuple(entropy.shape)} and {tuple(mask.shape)}"
         )
     mask = mask.bool()  # [B, T]
+    if exclude_last:
+        positions = torch.arange(mask.shape[1], device=mask.device)  # [T]
+        last = torch.where(mask, positions, -1).amax(dim=1, keepdim=True)  # [B, 1] last valid position
+        mask = mask & (positions[None, :] != last)  # [B, T]
     n_valid = mask.sum(dim=1)  # [B]
     k = torch.ceil(n_valid.double() * ratio - _CEIL_SLACK).long()  # [B]
     k = torch.minimum(k.clamp(min=1), n_valid)  # [B]

@@ -206,7 +206,7 @@ def build_engine(
         model: the policy (HF or peft); its `requires_grad` flags decide what is trained.
         optim: learning rate, betas, weight decay, schedule, clipping.
         max_steps: optimizer steps of the run (the schedule decays to 0 there).
-        deepspeed_config: path of a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json).
+        deepspeed_config: a DeepSpeed JSON: `zero2`, `zero3` (shipped) or a path.
         micro_batch_size: samples per forward/backward per process (DeepSpeed bookkeeping only).
         grad_accum: micro-batches per optimizer step (DeepSpeed bookkeeping only).
     """

@@ -6,7 +6,7 @@ very same `python -m sayo <stage> --config ... key=value` entry point (architect
 RANK/LOCAL_RANK/WORLD_SIZE/MASTER_* for each process, which DeepSpeed reads on `initialize`.
 Rendezvous is torchrun's static one (node 0 is the master), as Kubeflow's PyTorchJob sets it up.
 
-The DeepSpeed JSON (configs/deepspeed/zero{2,3}.json) holds only the sharding knobs; batch size,
+The DeepSpeed JSON (`zero2`/`zero3`: sayo/recipes/deepspeed/, or a file) holds only the sharding knobs; batch size,
 accumulation, clipping, precision, optimizer and schedule come from our config, so a ZeRO run
 and a plain run of the same YAML train the same way. `sayo.train.engine` consumes the result.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from sayo.config import PACKAGED_RECIPES
 from sayo.train.config import OptimConfig
 
 STAGES = ("sft", "grpo")
@@ -39,7 +40,7 @@ def launch_command(
 
     Args:
         stage: `sft` or `grpo`.
-        config_path: the training YAML (e.g. configs/qwen2_5_vl_7b.yaml); set `deepspeed.config`
+        config_path: the recipe (e.g. qwen2_5_vl_7b); set `deepspeed.config`
             there or in `overrides` to use ZeRO.
         overrides: `key=value` config overrides, passed through unchanged and in order.
         nproc_per_node: processes (GPUs) on each node.
@@ -96,6 +97,20 @@ def _reject_auto(node: Any, where: str, path: str = "") -> None:
             _reject_auto(value, where, f"{path}.{key}" if path else key)
 
 
+def deepspeed_config_path(name_or_path: str | Path) -> Path:
+    """A DeepSpeed JSON: an existing file, or a config shipped with sayo by name (`zero2`, `zero3`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_RECIPES / "deepspeed" / f"{name_or_path}.json"
+    if packaged.is_file():
+        return packaged
+    shipped = sorted(p.stem for p in (PACKAGED_RECIPES / "deepspeed").glob("*.json"))
+    raise ValueError(
+        f"deepspeed.config {name_or_path}: file does not exist (nor is it one of the shipped configs {shipped})"
+    )
+
+
 def load_deepspeed_config(
     path: str | Path, optim: OptimConfig, *, micro_batch_size: int, grad_accum: int, dtype: torch.dtype
 ) -> dict[str, Any]:
@@ -109,9 +124,8 @@ def load_deepspeed_config(
         ValueError naming the file and the field: missing file, bad JSON, unknown ZeRO stage,
         conflicting explicit values, an `"auto"` we do not fill.
     """
+    path = deepspeed_config_path(path)
     where = f"deepspeed.config {path}"
-    if not Path(path).is_file():
-        raise ValueError(f"{where}: file does not exist (see configs/deepspeed/zero2.json, zero3.json)")
     try:
         settings = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from sayo.train.config import LoraConfig
+from sayo.models.config import LoraConfig
 
 LANGUAGE_LAYERS = r"(.*\.)?language_model\.layers\.\d+\.(.*\.)?"  # decoder layers, not `visual.blocks`
 

@@ -8,11 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from sayo.models import load_policy
+from sayo.runtime import resolve_device
 from sayo.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from sayo.train.config import OptimConfig, TrainConfig
+from sayo.train.config import OptimConfig, TrainRecipe
 from sayo.train.engine import Engine, build_engine
 from sayo.train.lora import apply_lora, frozen_copy
-from sayo.train.runtime import resolve_device
+
+
+@dataclass
+class StageResult:
+    """Where a training stage left its model, and its last metrics."""
+
+    final_dir: Path
+    run_id: str | None
+    metrics: dict[str, float]
 
 
 @dataclass
@@ -35,7 +44,7 @@ class TrainablePolicy:
 
 
 def load_trainable_policy(
-    cfg: TrainConfig,
+    cfg: TrainRecipe,
     optim: OptimConfig,
     max_steps: int,
     micro_batch_size: int,
@@ -51,7 +60,7 @@ def load_trainable_policy(
         raise ValueError(
             f"launched as {processes} processes (WORLD_SIZE) but deepspeed.config is empty: several "
             "processes train data-parallel through DeepSpeed only; set "
-            "deepspeed.config=configs/deepspeed/zero2.json (or zero3.json), or run one process"
+            "deepspeed.config=zero2 (or zero3), or run one process"
         )
     device = resolve_device(cfg.device)
     model: Any
@@ -82,7 +91,7 @@ def load_trainable_policy(
 
 
 def save_training_checkpoint(
-    policy: TrainablePolicy, stage_dir: Path, step: int, trainer_state: dict[str, Any], cfg: TrainConfig
+    policy: TrainablePolicy, stage_dir: Path, step: int, trainer_state: dict[str, Any], cfg: TrainRecipe
 ) -> Path:
     """Checkpoint weights, processor, engine state (optimizer/scheduler, sharded under ZeRO), RNG, position."""
     engine = policy.engine
@@ -102,7 +111,7 @@ def save_training_checkpoint(
 
 
 def resume_training(
-    policy: TrainablePolicy, stage_dir: Path, cfg: TrainConfig
+    policy: TrainablePolicy, stage_dir: Path, cfg: TrainRecipe
 ) -> tuple[dict[str, Any], Path | None]:
     """With `checkpoint.resume`, restore the newest complete checkpoint; returns (trainer_state, its path)."""
     path = latest_checkpoint(stage_dir) if cfg.checkpoint.resume else None

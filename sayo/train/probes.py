@@ -4,7 +4,7 @@ Every `grpo.probe_every` steps the same probe samples (the first of the eval spl
 greedily and scored with the attention capture; the heatmaps of the selected high-entropy tokens
 and a completions table go to MLflow, so a run shows attention moving onto the regions over time.
 The answering and the attention measurement are the `evaluate` stage's own
-(`sayo.answering`), so probe numbers and evaluation numbers mean the same thing.
+(`sayo.answering`, `rewards.attention`), so probe numbers and evaluation numbers mean the same thing.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ import torch
 from sayo.answering import AnswerOptions, answer_batch
 from sayo.attention import AttentionCapture
 from sayo.data.dataset import GroundedDataset
-from sayo.train.config import TrainConfig
+from sayo.train.config import TrainRecipe
 from sayo.viz import heatmap_grid
 
 
 @torch.no_grad()
 def log_probes(
-    run: Any, policy: Any, probes: GroundedDataset, capture: AttentionCapture, cfg: TrainConfig, step: int
+    run: Any, policy: Any, probes: GroundedDataset, capture: AttentionCapture, cfg: TrainRecipe, step: int
 ) -> None:
     """Answer the probe samples greedily; log a heatmap gallery and a completions table."""
     samples, images = probes.batch(list(range(len(probes))))
     options = AnswerOptions(
         max_new_tokens=cfg.grpo.max_new_tokens,
-        entropy_ratio=cfg.rewards.entropy_ratio,
+        attention=cfg.rewards.attention,
         tolerance=cfg.rewards.numeric_tolerance,
     )
     answers = answer_batch(

@@ -12,7 +12,6 @@ only the response positions' logits are materialised.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,15 @@ from sayo.data.schema import Sample
 from sayo.logprobs import token_logprobs
 from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
+from sayo.runtime import check_finite, seed_everything
 from sayo.sampling import encode_completions
 from sayo.scoring import completion_logits
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
-from sayo.train.config import TrainConfig
-from sayo.train.policy import load_trainable_policy, resume_training, save_training_checkpoint
-from sayo.train.runtime import check_finite, seed_everything
+from sayo.train.config import TrainRecipe
+from sayo.train.policy import StageResult, load_trainable_policy, resume_training, save_training_checkpoint
 from sayo.train.sampler import EpochSampler
-
-
-@dataclass
-class StageResult:
-    """Where a training stage left its model, and its last metrics."""
-
-    final_dir: Path
-    run_id: str | None
-    metrics: dict[str, float]
 
 
 def sft_target(sample: Sample, reasoning: bool) -> str:
@@ -54,7 +44,7 @@ def sft_target(sample: Sample, reasoning: bool) -> str:
 
 
 def sft_loss(
-    model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainConfig, device: str
+    model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainRecipe, device: str
 ) -> tuple[torch.Tensor, int]:
     """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens)."""
     prompts = build_prompt_batch(processor, samples, images).to(device)
@@ -94,7 +84,7 @@ def sample_lengths(data: GroundedDataset, processor: Any, reasoning: bool) -> li
 
 @torch.no_grad()
 def eval_loss(
-    model: torch.nn.Module, processor: Any, data: GroundedDataset, cfg: TrainConfig, device: str
+    model: torch.nn.Module, processor: Any, data: GroundedDataset, cfg: TrainRecipe, device: str
 ) -> float:
     """Mean response NLL over the first `sft.eval_samples` samples of the eval split."""
     model.eval()
@@ -108,7 +98,7 @@ def eval_loss(
     return total / max(count, 1)
 
 
-def train_sft(cfg: TrainConfig) -> StageResult:
+def train_sft(cfg: TrainRecipe) -> StageResult:
     """Run the SFT stage end to end (resuming if asked); returns the final checkpoint directory."""
     seed_everything(cfg.seed)
     policy = load_trainable_policy(
@@ -163,7 +153,7 @@ def train_sft(cfg: TrainConfig) -> StageResult:
 
 
 def _sft_step(
-    policy: Any, train: GroundedDataset, sampler: EpochSampler, cfg: TrainConfig
+    policy: Any, train: GroundedDataset, sampler: EpochSampler, cfg: TrainRecipe
 ) -> tuple[dict, list]:
     engine, accum = policy.engine, cfg.sft.grad_accum
     total, tokens, ids = 0.0, 0, list[str]()

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+from sayo.config import fail
+
 TASK_NAMES: tuple[str, ...] = ("shapes", "bars", "choice")
 MIN_SIDE, MAX_SIDE = 32, 4096
 MAX_DISTRACTORS = 8
@@ -70,7 +72,7 @@ class SyntheticConfig:
 
 
 def _fail(name: str, value: object, why: str) -> NoReturn:
-    raise ValueError(f"SyntheticConfig.{name} = {value!r} is invalid: {why}")
+    fail(f"SyntheticConfig.{name}", value, why)
 
 
 def _check_int(name: str, value: object, low: int, high: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Run-time plumbing shared by the trainers: device, seeding, and stopping on non-finite values."""
+"""Run-time plumbing shared by the stages: device, seeding, and stopping on non-finite values."""
 
 from __future__ import annotations
 
