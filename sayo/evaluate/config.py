@@ -2,9 +2,10 @@
 
 Why benchmarks are data, not code (issue 6): a benchmark is a dataset directory written by
 `sayo data build` (our grounded synthetic test split, or anything imported) or a VLMEvalKit-style
-TSV read directly; the answer type of each sample decides how it is scored (`sayo.rewards`:
-ChartQA relaxed accuracy for numbers, option extraction for multiple choice). The section mirrors
-the `evaluate:` YAML section one to one (style.md, "Config").
+TSV read directly. Its `metric` decides how answers are scored: `auto` takes the benchmark's own
+official metric from its name (ChartQA relaxed accuracy, VLMEvalKit multiple-choice matching, ...;
+`sayo.evaluate.scorers`, docs/evaluation.md). The section mirrors the `evaluate:` YAML section one
+to one (style.md, "Config").
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ from typing import Any, Literal
 
 BenchmarkType = Literal["dataset", "tsv"]
 BENCHMARK_TYPES = ("dataset", "tsv")
+METRICS = (
+    "auto",
+    "chartqa_relaxed",
+    "mc_vlmeval",
+    "mc_mme_realworld",
+    "wemath",
+    "math_equal",
+    "exact",
+    "by_answer_type",
+    "lenient",
+)
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -30,6 +42,9 @@ class BenchmarkConfig:
     path: str = "data/processed"  # dataset directory, or the .tsv file
     split: str | None = "test"  # dataset split (train | val | test | None = all); ignored for tsv
     max_samples: int | None = None  # first N samples only (None = all)
+    # how answers are scored: auto (the benchmark's official metric, from its name) | chartqa_relaxed |
+    # mc_vlmeval | mc_mme_realworld | wemath | math_equal | exact | by_answer_type | lenient (training reward)
+    metric: str = "auto"
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "evaluate.benchmarks[].name", self.name,
@@ -39,6 +54,7 @@ class BenchmarkConfig:
         )
         _check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
+        _check(self.metric in METRICS, "evaluate.benchmarks[].metric", self.metric, f"one of {METRICS}")
 
 
 @dataclass
@@ -56,7 +72,7 @@ class EvalConfig:
     entropy_ratio: float = 0.2  # ρ: top-entropy share of response tokens for attention-on-region
     layers: Any = "last_half"  # decoder layers captured: last_half | all | k | [indices]
     head_reduce: str = "mean"  # mean | max over heads
-    numeric_tolerance: float = 0.05  # ChartQA relaxed accuracy
+    numeric_tolerance: float = 0.05  # relative tolerance of chartqa_relaxed / lenient (official: 0.05)
     bootstrap_samples: int = 1000  # resamples for the accuracy confidence interval
     bootstrap_seed: int = 0
     confidence: float = 0.95
@@ -74,4 +90,7 @@ class EvalConfig:
         _check(0 < self.entropy_ratio <= 1, "evaluate.entropy_ratio", self.entropy_ratio, "must be in (0, 1]")
         _check(self.head_reduce in ("mean", "max"), "evaluate.head_reduce", self.head_reduce, "mean or max")
         _check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
+        _check(
+            self.numeric_tolerance >= 0, "evaluate.numeric_tolerance", self.numeric_tolerance, "must be >= 0"
+        )
         _check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
