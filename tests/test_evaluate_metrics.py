@@ -22,6 +22,7 @@ from sayo.evaluate.metrics import (
     accuracy_rows,
     benchmark_metrics,
     bootstrap_ci,
+    circular_scores,
     flat_metrics,
     group_by,
     json_safe,
@@ -254,7 +255,8 @@ def test_tsv_benchmark_official_scoring_is_stricter_than_the_reward(tmp_path: Pa
         ("MMStar", "x.tsv", "mc_vlmeval"),
         ("AI2D_TEST", "x.tsv", "mc_vlmeval"),
         ("VStarBench", "x.tsv", "mc_vlmeval"),
-        ("MMBench_DEV_EN", "x.tsv", "mc_vlmeval"),
+        ("MMBench_DEV_EN", "x.tsv", "mc_vlmeval_circular"),
+        ("BLINK_circular", "x.tsv", "mc_vlmeval_circular"),
         ("MME-RealWorld-Lite", "x.tsv", "mc_mme_realworld"),
         ("We-Math", "x.tsv", "wemath"),
         ("MathVision_MINI", "x.tsv", "math_equal"),
@@ -357,6 +359,24 @@ def test_wemath_four_dimensional_scores_by_hand() -> None:
     }  # no ID/key columns
 
 
+def test_circular_accuracy_by_hand() -> None:
+    """MMBench: a question counts only if all its option-shifted rows (index + k * 10^6) are right."""
+    rows = [(1, 1), (1000001, 1), (2000001, 1), (2, 1), (1000002, 0), (3, 1), (1000004, 1)]
+    records = [{"correct": float(ok), "meta": {"index": str(i)}} for i, ok in rows]
+    out = circular_scores(records)
+    assert out == {
+        "accuracy": pytest.approx(2 / 3),
+        "num_questions": 3.0,
+    }  # 1 and 3 right, 2 wrong; 4 has no first row
+    regrouped = [
+        {**r, "meta": {**r["meta"], "g_index": "1"}} for r in records[:3]
+    ]  # an explicit g_index column
+    assert circular_scores(regrouped)["num_questions"] == 1.0
+    assert (
+        circular_scores([{"correct": 1.0, "meta": {"index": "q1"}}])["num_questions"] == 0.0
+    )  # no integer index
+
+
 def _answers(texts: list[str]) -> Answers:
     zeros = torch.zeros(len(texts))
     return Answers(
@@ -389,7 +409,7 @@ def test_wemath_tsv_records_and_metrics_json(tmp_path: Path) -> None:
 def test_mmbench_style_tsv_loads_for_evaluation() -> None:
     """Image cells that hold another row's index (good/mmbench.tsv: back, forward and chained)."""
     bench = load_benchmark(BenchmarkConfig(name="MMBench_DEV_EN", type="tsv", path=str(GOOD / "mmbench.tsv")))
-    assert bench.metric == "mc_vlmeval" and len(bench) == 5
+    assert bench.metric == "mc_vlmeval_circular" and len(bench) == 5
     assert [b.getpixel((0, 0)) for b in bench.images] == [
         (255, 0, 0),
         (255, 0, 0),

@@ -19,6 +19,7 @@ METRICS = (
     "auto",
     "chartqa_relaxed",
     "mc_vlmeval",
+    "mc_vlmeval_circular",
     "mc_mme_realworld",
     "wemath",
     "math_equal",
@@ -43,7 +44,8 @@ class BenchmarkConfig:
     split: str | None = "test"  # dataset split (train | val | test | None = all); ignored for tsv
     max_samples: int | None = None  # first N samples only (None = all)
     # how answers are scored: auto (the benchmark's official metric, from its name) | chartqa_relaxed |
-    # mc_vlmeval | mc_mme_realworld | wemath | math_equal | exact | by_answer_type | lenient (training reward)
+    # mc_vlmeval | mc_vlmeval_circular | mc_mme_realworld | wemath | math_equal | exact | by_answer_type |
+    # lenient (the training reward's matching)
     metric: str = "auto"
 
     def __post_init__(self) -> None:

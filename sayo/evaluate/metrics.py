@@ -102,6 +102,40 @@ def flat_metrics(nested: Mapping[str, Any], prefix: str = "", sep: str = "/") ->
     return flat
 
 
+CIRCULAR_OFFSET = 1_000_000  # MMBench: row index = shift * 10^6 + the index of the question's first row
+
+
+def circular_scores(records: Sequence[Record]) -> dict[str, float]:
+    """MMBench's circular accuracy (VLMEvalKit, exact matching), averaged over the `n` draws.
+
+    The rows of one question (`meta.g_index`, else `meta.index` modulo 10^6) show its options in
+    shifted orders; the question counts as answered only if every one of its rows is answered
+    correctly. Questions are those whose first row (index == group) is present.
+    """
+    draws = sorted({int(r.get("draw", 0)) for r in records})
+    per_draw = [_circular_draw([r for r in records if int(r.get("draw", 0)) == d]) for d in draws]
+    if not per_draw:
+        return {"accuracy": math.nan, "num_questions": 0.0}
+    return {key: float(np.mean([d[key] for d in per_draw])) for key in per_draw[0]}
+
+
+def _circular_draw(records: Sequence[Record]) -> dict[str, float]:
+    groups: dict[int, list[bool]] = {}
+    main: set[int] = set()
+    for r in records:
+        meta = r.get("meta") or {}
+        try:
+            index = int(meta["index"])
+            group = int(meta["g_index"]) if meta.get("g_index") else index % CIRCULAR_OFFSET
+        except (KeyError, ValueError):
+            continue  # not an MMBench-style integer index
+        groups.setdefault(group, []).append(bool(r["correct"]))
+        if index == group:
+            main.add(group)
+    hits = [float(all(groups[g])) for g in sorted(main)]
+    return {"accuracy": _mean(hits), "num_questions": float(len(hits))}
+
+
 WEMATH_STEPS = {2: ("2steps_1", "2steps_2"), 3: ("3steps_1", "3steps_2", "3steps_3")}
 
 

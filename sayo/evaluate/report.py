@@ -35,7 +35,11 @@ ROW_METRICS = (
 )
 
 
-WEMATH_ROWS = (("score_strict", "We-Math score (strict)"), ("score_loose", "We-Math score (loose)"))
+EXTRA_ROWS = (  # benchmark scores beyond accuracy: (section, key, label)
+    ("wemath", "score_strict", "We-Math score (strict)"),
+    ("wemath", "score_loose", "We-Math score (loose)"),
+    ("circular", "accuracy", "circular accuracy"),
+)
 
 
 @dataclass
@@ -68,9 +72,9 @@ def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]
             [bench, label, *(_fmt(c[key], pattern) for c in cells)] for key, label, pattern in ROW_METRICS
         ]
         rows += [
-            [bench, label, *(_fmt((c.get("wemath") or {}).get(key), "{:.3f}") for c in cells)]
-            for key, label in WEMATH_ROWS
-            if any("wemath" in c for c in cells)
+            [bench, label, *(_fmt((c.get(section) or {}).get(key), "{:.3f}") for c in cells)]
+            for section, key, label in EXTRA_ROWS
+            if any(section in c for c in cells)
         ]
     return ["benchmark", "metric", *names], rows
 

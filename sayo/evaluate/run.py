@@ -8,7 +8,7 @@ Answers are scored with each benchmark's metric (`sayo.evaluate.scorers`: its of
 default), not with the training reward; `metrics.json` names the metric of every benchmark.
 
 Outputs under `evaluate.out_dir`: `metrics.json` (nested checkpoint → benchmark → metric, plus
-`metric`, `categories` and, for We-Math, `wemath`; DVC shows it flattened as
+`metric`, `categories` and, for We-Math and MMBench, `wemath` and `circular`; DVC shows it flattened as
 `grpo.synthetic.accuracy`), `per_sample.jsonl` (with the prediction each metric read),
 `report.html`, `report.md` and `figures/*.png`. MLflow: one `evaluate` run with every metric as
 `<checkpoint>/<benchmark>/<metric>` and the report as artifacts, and one nested run per checkpoint
@@ -34,7 +34,14 @@ from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
 from sayo.evaluate.curves import training_curves
-from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, flat_metrics, json_safe, wemath_scores
+from sayo.evaluate.metrics import (
+    accuracy_rows,
+    benchmark_metrics,
+    circular_scores,
+    flat_metrics,
+    json_safe,
+    wemath_scores,
+)
 from sayo.evaluate.report import GalleryItem, write_report
 from sayo.evaluate.scorers import metric_meta, score_completion
 from sayo.models import load_policy
@@ -195,7 +202,7 @@ def compute_metrics(
     evals: Sequence[CheckpointEval], benchmarks: Sequence[Benchmark], cfg: TrainConfig
 ) -> dict:
     """Nested metrics: checkpoint → benchmark → summary (with `metric`, `categories` and, for We-Math,
-    the four-dimensional `wemath` scores)."""
+    the four-dimensional `wemath` scores, for circular benchmarks the `circular` accuracy)."""
     ev = cfg.evaluate
     out: dict[str, dict[str, Any]] = {}
     for e in evals:
@@ -208,6 +215,8 @@ def compute_metrics(
             summary["metric"] = b.metric
             if b.metric == "wemath":
                 summary["wemath"] = wemath_scores(records)
+            if b.metric == "mc_vlmeval_circular":
+                summary["circular"] = circular_scores(records)
             out[e.name][b.name] = summary
     return out
 

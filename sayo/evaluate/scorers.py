@@ -12,6 +12,7 @@ available as `lenient`, never the default. The metric used is recorded in `metri
 | --- | --- |
 | `chartqa_relaxed` | pix2struct / VLMEvalKit relaxed accuracy (5 % on numbers `float()` reads) |
 | `mc_vlmeval` | VLMEvalKit `can_infer` (exact matching, no LLM judge) equals the answer letter |
+| `mc_vlmeval_circular` | `mc_vlmeval`, plus MMBench's circular accuracy over option-shifted copies |
 | `mc_mme_realworld` | MME-RealWorld's letter extraction equals the answer letter |
 | `wemath` | We-Math's "Answer" rule equals the answer letter; plus the four-dimensional scores |
 | `math_equal` | MATH-Vision's `is_equal` without LaTeX (options through `can_infer`) |
@@ -52,10 +53,12 @@ AUTO_METRICS: tuple[tuple[str, str], ...] = (
     ("mmstar", "mc_vlmeval"),
     ("ai2d", "mc_vlmeval"),
     ("vstar", "mc_vlmeval"),
-    ("mmbench", "mc_vlmeval"),
+    ("mmbench", "mc_vlmeval_circular"),  # VLMEvalKit scores these circularly
+    ("ccbench", "mc_vlmeval_circular"),
+    ("circular", "mc_vlmeval_circular"),
 )
-CHOICE_ONLY = ("mc_vlmeval", "mc_mme_realworld", "wemath")  # defined for multiple choice only
-METRIC_COLUMNS = {"wemath": ("ID", "key")}  # source columns a metric's benchmark scores read
+CHOICE_ONLY = ("mc_vlmeval", "mc_vlmeval_circular", "mc_mme_realworld", "wemath")  # multiple choice only
+METRIC_COLUMNS = {"wemath": ("ID", "key"), "mc_vlmeval_circular": ("index", "g_index")}  # columns read
 
 
 def resolve_metric(metric: str, name: str, path: str) -> str:
@@ -129,7 +132,7 @@ def _correct(metric: str, prediction: str, sample: Sample, tolerance: float) -> 
         return chartqa_relaxed(prediction, sample.answer, tolerance)
     if metric == "exact":
         return exact_accuracy(prediction, sample.answer)
-    if metric == "mc_vlmeval":
+    if metric in ("mc_vlmeval", "mc_vlmeval_circular"):
         return sample.choices is not None and can_infer(
             prediction, options_by_letter(sample.choices)
         ) == answer_letter(sample)
