@@ -143,6 +143,27 @@ def test_tsv_reference_cycles_and_empty_targets_name_every_row(tmp_path: Path) -
     }  # row 7 (index 6 -> 1) is fine
 
 
+def test_tsv_references_with_crlf_blank_lines_and_padding(tmp_path: Path) -> None:
+    """Windows line ends, a blank line and padded cells: references and line numbers as csv reads them."""
+    red = (GOOD / "bench.tsv").read_text().splitlines()[1].split("\t")[1]
+    lines = [
+        "index\timage\tquestion\tanswer",
+        f" 1 \t{red}\tQ?\tred",
+        "",
+        "2\t 1 \tQ?\tred",
+        "3\t 9\tQ?\tred",
+    ]
+    (tmp_path / "crlf.tsv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    config = DataConfig(
+        sources=[SourceConfig(type="tsv", path=str(tmp_path / "crlf.tsv"))], output=str(tmp_path / "o")
+    )
+    with pytest.raises(DataValidationError) as info:
+        build(config, progress=False)
+    assert [str(p).split("crlf.tsv:")[1] for p in info.value.problems] == [
+        "5: image: refers to index '9', which no row has"
+    ]
+
+
 def test_problem_list_is_capped(tmp_path: Path) -> None:
     rows = "".join(
         json.dumps({"id": f"x{i}", "image": "nowhere.png", "question": "q", "answer": "a"}) + "\n"

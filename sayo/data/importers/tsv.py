@@ -60,7 +60,7 @@ def import_tsv(source: SourceConfig, config: DataConfig) -> Iterator[Candidate |
     if missing:
         yield Problem(file, 1, "<header>", f"missing column(s) {missing}; found {fieldnames}")
         return
-    references = _find_references(file)
+    references = _find_references(file, fieldnames)
     cells = _read_cells(file, references.forward)  # images referred to before their own row
     with open(file, encoding="utf-8", newline="") as stream:
         reader = csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -95,20 +95,17 @@ def _row_index(row: dict[Any, Any], line: int) -> str:
     return (row.get("index") or "").strip() or str(line)
 
 
-def _find_references(file: str) -> _References:
+def _find_references(file: str, fieldnames: list[str]) -> _References:
     """First read: every row's index and line, and the short image cells resolved to data rows."""
     found = _References()
     short: dict[int, tuple[str, str]] = {}  # line → (index, cell) of cells short enough to be references
     empty: set[str] = set()
-    with open(file, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for row in reader:
-            index, cell = _row_index(row, reader.line_num), (row.get("image") or "").strip()
-            found.lines.setdefault(index, reader.line_num)
-            if not cell:
-                empty.add(index)
-            elif len(cell) <= MAX_REFERENCE:
-                short[reader.line_num] = (index, cell)
+    for line, index, cell in _scan(file, fieldnames):
+        found.lines.setdefault(index, line)
+        if cell == "":
+            empty.add(index)
+        elif cell is not None:
+            short[line] = (index, cell)
     own: dict[str, str] = {}  # index → its short cell (first row of the index)
     for index, cell in short.values():
         own.setdefault(index, cell)
@@ -126,6 +123,46 @@ def _find_references(file: str) -> _References:
             if line < found.lines[target]:
                 found.forward.add(target)
     return found
+
+
+def _scan(file: str, fieldnames: list[str]) -> Iterator[tuple[int, str, str | None]]:
+    """(line, index, stripped image cell or None when longer than a reference) of every data row.
+
+    Reads raw lines instead of csv rows so that the long image cells are measured, never copied:
+    with `QUOTE_NONE` a row is one line and its cells are split by tabs, exactly as csv reads it.
+    """
+    image_column = fieldnames.index("image")
+    index_column = fieldnames.index("index") if "index" in fieldnames else None
+    with open(file, encoding="utf-8", newline="") as stream:
+        next(stream, None)  # the header
+        for line, text in enumerate(stream, start=2):
+            stop = len(text)
+            while stop and text[stop - 1] in "\r\n":
+                stop -= 1
+            if not stop:
+                continue  # csv skips blank lines too
+            index = str(line)
+            if index_column is not None:
+                bounds = _cell_bounds(text, index_column, stop)
+                index = text[bounds[0] : bounds[1]].strip() if bounds else ""
+                index = index or str(line)
+            bounds = _cell_bounds(text, image_column, stop)
+            if bounds is None or bounds[1] - bounds[0] > MAX_REFERENCE + 64:  # room for surrounding spaces
+                yield line, index, None if bounds else ""
+                continue
+            cell = text[bounds[0] : bounds[1]].strip()
+            yield line, index, cell if len(cell) <= MAX_REFERENCE else None
+
+
+def _cell_bounds(text: str, column: int, stop: int) -> tuple[int, int] | None:
+    """Start and end of tab-separated cell `column` in `text[:stop]`, or None when the row is shorter."""
+    start = 0
+    for _ in range(column):
+        start = text.find("\t", start, stop) + 1
+        if start == 0:
+            return None
+    end = text.find("\t", start, stop)
+    return start, stop if end < 0 else end
 
 
 def _follow(
