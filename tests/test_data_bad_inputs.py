@@ -47,6 +47,9 @@ CASES = [
     ("tsv_empty_question.tsv", "tsv", 2, "question", "empty question"),
     ("tsv_duplicate_index.tsv", "tsv", 3, "id", "duplicate id"),
     ("tsv_answer_not_an_option.tsv", "tsv", 2, "answer", "not one of the option letters"),
+    # an image cell holding an index (MMBench's layout) that no row has, or the row's own index
+    ("tsv_image_ref_missing.tsv", "tsv", 3, "image", "refers to index '7', which no row has"),
+    ("tsv_image_ref_self.tsv", "tsv", 3, "image", "refers to its own index '2'"),
     # COCO instances and RefCOCO refs ([x, y, w, h] boxes)
     ("coco_unknown_image.json", "coco", 0, "annotations[0].image_id", "unknown image id 2"),
     ("coco_unknown_category.json", "coco", 0, "annotations[0].category_id", "unknown category id 8"),
@@ -118,6 +121,47 @@ def test_cli_exits_2_and_lists_problems(name: str, previous: Path) -> None:
     assert result.exit_code == 2, result.output
     assert f"{name}:" in result.output and "nothing was written" in result.output
     assert (previous / "manifest.jsonl").read_text() == "previous version\n"
+
+
+def test_tsv_reference_cycles_and_empty_targets_name_every_row(tmp_path: Path) -> None:
+    """Rows 2 and 3 refer to each other; row 5 refers to row 4, whose image cell is empty."""
+    red = (GOOD / "bench.tsv").read_text().splitlines()[1].split("\t")[1]
+    rows = [("1", red), ("2", "3"), ("3", "2"), ("4", ""), ("5", "4"), ("6", "1")]
+    text = "index\timage\tquestion\tanswer\n" + "".join(f"{i}\t{cell}\tQ?\tred\n" for i, cell in rows)
+    (tmp_path / "refs.tsv").write_text(text)
+    config = DataConfig(
+        sources=[SourceConfig(type="tsv", path=str(tmp_path / "refs.tsv"))], path=str(tmp_path / "o")
+    )
+    with pytest.raises(DataValidationError) as info:
+        build(config, progress=False)
+    found = {(p.line, p.field): p.message for p in info.value.problems}
+    assert found == {
+        (3, "image"): "image references form a cycle: 2 -> 3 -> 2",
+        (4, "image"): "image references form a cycle: 3 -> 2 -> 3",
+        (5, "image"): "empty image cell",
+        (6, "image"): "refers to index '4', whose image cell is empty",
+    }  # row 7 (index 6 -> 1) is fine
+
+
+def test_tsv_references_with_crlf_blank_lines_and_padding(tmp_path: Path) -> None:
+    """Windows line ends, a blank line and padded cells: references and line numbers as csv reads them."""
+    red = (GOOD / "bench.tsv").read_text().splitlines()[1].split("\t")[1]
+    lines = [
+        "index\timage\tquestion\tanswer",
+        f" 1 \t{red}\tQ?\tred",
+        "",
+        "2\t 1 \tQ?\tred",
+        "3\t 9\tQ?\tred",
+    ]
+    (tmp_path / "crlf.tsv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    config = DataConfig(
+        sources=[SourceConfig(type="tsv", path=str(tmp_path / "crlf.tsv"))], path=str(tmp_path / "o")
+    )
+    with pytest.raises(DataValidationError) as info:
+        build(config, progress=False)
+    assert [str(p).split("crlf.tsv:")[1] for p in info.value.problems] == [
+        "5: image: refers to index '9', which no row has"
+    ]
 
 
 def test_problem_list_is_capped(tmp_path: Path) -> None:

@@ -69,6 +69,39 @@ def test_tsv_importer_plain_and_choice(tmp_path: Path) -> None:
     assert rows["mc-1"]["choices"] == ["blue", "red", "green"]
 
 
+def test_tsv_image_references_resolve_like_vlmevalkit(tmp_path: Path) -> None:
+    """MMBench's layout: rows 2 (back), 3 (forward) and 5 (a chain 5 -> 2 -> 1) name another row's index."""
+    build(
+        _config(tmp_path, SourceConfig(type="tsv", path=str(GOOD / "mmbench.tsv"), name="mmb")),
+        progress=False,
+    )
+    image = {r["id"]: r["image"] for r in _manifest(tmp_path)}
+    assert image["mmb-1"] == image["mmb-2"] == image["mmb-5"]  # the red image, stored once
+    assert image["mmb-3"] == image["mmb-4"] != image["mmb-1"]  # the blue one
+    assert len(list((tmp_path / "ds" / "images").iterdir())) == 2
+    colours = {i: Image.open(tmp_path / "ds" / image[f"mmb-{i}"]).getpixel((0, 0)) for i in range(1, 6)}
+    assert colours == {1: (255, 0, 0), 2: (255, 0, 0), 3: (0, 0, 255), 4: (0, 0, 255), 5: (255, 0, 0)}
+
+
+def test_tsv_options_beyond_d_and_listed_choices(tmp_path: Path) -> None:
+    """Five options (MME-RealWorld's A-E), and a `choices` list column (MATH-Vision's layout)."""
+    red = (GOOD / "bench.tsv").read_text().splitlines()[1].split("\t")[1]
+    header = "index\timage\tquestion\tanswer\tA\tB\tC\tD\tE\tl2-category\n"
+    (tmp_path / "five.tsv").write_text(header + f"1\t{red}\tWhich?\tE\ta\tb\tc\td\te\tcounting\n")
+    (tmp_path / "listed.tsv").write_text(
+        f"index\timage\tquestion\tanswer\tchoices\n1\t{red}\tHow many?\tb\t['3', 4]\n"
+        f"2\t{red}\tHow many sides?\t4\t[]\n"
+    )
+    five = SourceConfig(type="tsv", path=str(tmp_path / "five.tsv"), name="five")
+    listed = SourceConfig(type="tsv", path=str(tmp_path / "listed.tsv"), name="listed")
+    build(_config(tmp_path, five, listed), progress=False)
+    rows = {r["id"]: r for r in _manifest(tmp_path)}
+    assert rows["five-1"]["choices"] == ["a", "b", "c", "d", "e"] and rows["five-1"]["answer"] == "E"
+    assert rows["listed-1"]["answer_type"] == "choice" and rows["listed-1"]["choices"] == ["3", "4"]
+    assert rows["listed-1"]["answer"] == "B"
+    assert rows["listed-2"]["answer_type"] == "number" and rows["listed-2"]["choices"] is None  # empty list
+
+
 def test_coco_counting_and_refcoco_expressions(tmp_path: Path) -> None:
     coco = SourceConfig(type="coco", path=str(GOOD / "instances.json"), images=str(IMAGES))
     refs = SourceConfig(

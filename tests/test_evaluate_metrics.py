@@ -6,26 +6,35 @@ import base64
 import io
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from sayo.config import flatten
+from sayo.answering import Answers
+from sayo.config import finite_numbers, flatten
+from sayo.data.schema import Sample
+from sayo.data.validate import DataValidationError
 from sayo.evaluate.benchmarks import load_benchmark
 from sayo.evaluate.config import BenchmarkConfig, EvalConfig
 from sayo.evaluate.metrics import (
     accuracy_rows,
     benchmark_metrics,
     bootstrap_ci,
+    circular_scores,
     group_by,
     json_safe,
     summarize,
+    wemath_scores,
 )
-from sayo.evaluate.run import parse_checkpoints
+from sayo.evaluate.run import CheckpointEval, _records, compute_metrics, parse_checkpoints
+from sayo.evaluate.scorers import resolve_metric, score_completion
 from sayo.rewards import accuracy_reward
 
 ROOT = Path(__file__).resolve().parents[1]
+GOOD = Path(__file__).parent / "data" / "good"
 
 
 def _record(
@@ -93,9 +102,13 @@ def test_per_category_metrics() -> None:
 
 
 def test_flat_metrics_and_json_safety() -> None:
-    nested = {"grpo": {"chart": {"accuracy": 0.5, "region_attention": math.nan}}}
-    assert flatten(nested, sep="/")["grpo/chart/accuracy"] == 0.5
-    assert json_safe(nested) == {"grpo": {"chart": {"accuracy": 0.5, "region_attention": None}}}
+    nested = {"grpo": {"chart": {"accuracy": 0.5, "region_attention": math.nan, "metric": "chartqa_relaxed"}}}
+    assert finite_numbers(flatten(nested, sep="/")) == {
+        "grpo/chart/accuracy": 0.5
+    }  # the metric name is no number
+    assert json_safe(nested) == {
+        "grpo": {"chart": {"accuracy": 0.5, "region_attention": None, "metric": "chartqa_relaxed"}}
+    }
     row = accuracy_rows(
         {"base": {"chart": {"accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": 0.6}}}
     )
@@ -199,3 +212,204 @@ def test_recipes_have_evaluate_and_register_sections(config: str) -> None:
     assert cfg.evaluate.batch_size == 3 and cfg.evaluate.benchmarks[0].name == "synthetic"
     assert [c.split("=")[0] for c in cfg.evaluate.checkpoints] == ["base", "sft", "grpo"]
     assert cfg.register.gate_metrics == ["synthetic/accuracy"]
+
+
+def test_tsv_benchmark_official_scoring_is_stricter_than_the_reward(tmp_path: Path) -> None:
+    """The same completions as above under the default metric (`by_answer_type`, official matchers)."""
+    bench = load_benchmark(
+        BenchmarkConfig(name="mixed", type="tsv", path=str(write_vlmevalkit_tsv(tmp_path / "b.tsv")))
+    )
+    assert bench.metric == "by_answer_type"
+    completions = [
+        "<think>sum</think><answer>1,234</answer>",  # the answer's own spelling: the same string
+        "<answer>1234 units</answer>",  # float() reads neither "1,234" nor "1234 units": strings differ
+        "Answer: 12.9",  # no tag: the prediction is "Answer: 12.9", which is no number
+        "<answer>12.9</answer>",  # within 5 % of 12.5
+    ]
+    samples = [bench.samples[0], bench.samples[0], bench.samples[1], bench.samples[1]]
+    scored = [score_completion(bench.metric, c, s) for c, s in zip(completions, samples, strict=True)]
+    assert scored == [(1.0, "1,234"), (0.0, "1234 units"), (0.0, "Answer: 12.9"), (1.0, "12.9")]
+    lenient = [score_completion("lenient", c, s)[0] for c, s in zip(completions, samples, strict=True)]
+    assert lenient == [1.0, 1.0, 1.0, 1.0]  # the training reward accepts all four
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "expected"),
+    [
+        ("ChartQA_TEST", "x.tsv", "chartqa_relaxed"),
+        ("chart", "/data/ChartQA_TEST.tsv", "chartqa_relaxed"),  # the file name when the name says nothing
+        ("MMStar", "x.tsv", "mc_vlmeval"),
+        ("AI2D_TEST", "x.tsv", "mc_vlmeval"),
+        ("VStarBench", "x.tsv", "mc_vlmeval"),
+        ("MMBench_DEV_EN", "x.tsv", "mc_vlmeval_circular"),
+        ("BLINK_circular", "x.tsv", "mc_vlmeval_circular"),
+        ("MME-RealWorld-Lite", "x.tsv", "mc_mme_realworld"),
+        ("We-Math", "x.tsv", "wemath"),
+        ("MathVision_MINI", "x.tsv", "math_equal"),
+        ("CharXiv_reasoning_val", "x.tsv", "math_equal"),
+        ("synthetic", "data/processed", "by_answer_type"),
+    ],
+)
+def test_auto_metric_from_the_benchmark_name(name: str, path: str, expected: str) -> None:
+    assert resolve_metric("auto", name, path) == expected
+    assert resolve_metric("lenient", name, path) == "lenient"  # an explicit metric is kept
+
+
+def test_metric_config_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"evaluate\.benchmarks\[\]\.metric"):
+        BenchmarkConfig(metric="relaxed")
+    with pytest.raises(ValueError, match=r"evaluate\.numeric_tolerance"):
+        EvalConfig(numeric_tolerance=-0.1)
+
+
+def test_multiple_choice_metric_refuses_other_answers(tmp_path: Path) -> None:
+    path = str(write_vlmevalkit_tsv(tmp_path / "b.tsv"))
+    with pytest.raises(ValueError, match="sample 'mmstar-1' has answer_type 'number'"):
+        load_benchmark(BenchmarkConfig(name="mmstar", type="tsv", path=path))
+
+
+CHOICES = ["red", "green", "blue", "yellow"]
+# (metric, completion, answer, choices, expected score)
+SCORE_CASES = [
+    ("mc_vlmeval", "<answer>B</answer>", "B", CHOICES, 1.0),
+    ("mc_vlmeval", "<answer>green</answer>", "B", CHOICES, 1.0),  # option text
+    ("mc_vlmeval", "<answer>A or B</answer>", "B", CHOICES, 0.0),  # ambiguous
+    ("mc_vlmeval", "<answer>b</answer>", "B", CHOICES, 0.0),  # lower-case letter: not a letter word
+    ("mc_vlmeval", "<answer>B</answer>", "green", CHOICES, 1.0),  # the reference given as option text
+    ("mc_mme_realworld", "<think>A? no.</think><answer>b</answer>", "B", CHOICES, 1.0),  # tag, upper-cased
+    ("mc_mme_realworld", "<think>A? no.</think>Because B", "C", CHOICES, 0.0),  # "B" of "Because"
+    ("wemath", "<answer>Answer: C</answer>", "C", CHOICES, 1.0),
+    ("math_equal", "<answer>3/4</answer>", "0.75", None, 1.0),
+    ("math_equal", "<answer>(C)</answer>", "C", CHOICES, 1.0),  # options through can_infer
+    ("exact", "<answer> Red </answer>", "red", None, 1.0),
+    ("exact", "<answer>red.</answer>", "red", None, 0.0),
+    ("chartqa_relaxed", "<answer>0</answer>", "0.0", None, 0.0),  # zero target: strings compared
+    ("lenient", "<answer>0</answer>", "0.0", None, 1.0),  # the reward reads both as 0
+    ("lenient", "no answer", "red", None, 0.0),  # nothing extracted
+]
+
+
+@pytest.mark.parametrize(("metric", "completion", "answer", "choices", "expected"), SCORE_CASES)
+def test_score_completion(
+    metric: str, completion: str, answer: str, choices: list[str] | None, expected: float
+) -> None:
+    answer_type = "choice" if choices else "number" if answer.replace(".", "", 1).isdigit() else "exact"
+    sample = Sample(
+        id="s", image="i.png", question="q?", answer=answer, answer_type=answer_type, choices=choices
+    )
+    assert score_completion(metric, completion, sample)[0] == expected
+
+
+def _wemath_records(draw: int = 0) -> list[dict]:
+    """Six We-Math problems: one of each outcome, and one with a missing step row."""
+    problems = [
+        ("P1", [1, 1], 1),  # complete mastery (strict and loose)
+        ("P2", [1, 0], 1),  # complete mastery (loose), rote memorisation (strict)
+        ("P3", [0, 0], 1),  # rote memorisation (strict and loose)
+        ("P4", [1, 1, 1], 0),  # inadequate generalisation
+        ("P5", [1, 0, 1], 0),  # insufficient knowledge
+        ("P6", [1, None], 1),  # step 2 missing: left out
+    ]
+    records = []
+    for pid, steps, multi in problems:
+        n = len(steps)
+        keyed = [(f"{n}steps_{i + 1}", s) for i, s in enumerate(steps)] + [(f"{n}steps_multi", multi)]
+        records += [
+            {"correct": float(ok), "draw": draw, "meta": {"ID": pid, "key": key}}
+            for key, ok in keyed
+            if ok is not None
+        ]
+    return records
+
+
+def test_wemath_four_dimensional_scores_by_hand() -> None:
+    """Checked against the reference script (its `total_count` set to the 5 complete problems)."""
+    out = wemath_scores(_wemath_records())
+    assert (out["num_problems"], out["num_incomplete"]) == (5.0, 1.0)
+    assert out["score_strict"] == pytest.approx((5 - 0.5 * 1 - 2 - 1) / 5)  # IG 1, RM strict 2, IK 1
+    assert out["score_loose"] == pytest.approx((5 - 0.5 * 1 - 1 - 1) / 5)  # RM loose 1
+    assert (out["insufficient_knowledge"], out["inadequate_generalization"]) == (0.2, 0.2)
+    assert (out["complete_mastery_strict"], out["complete_mastery_loose"]) == (0.2, 0.4)
+    assert out["rote_memorization_strict"] == pytest.approx(2 / 3)  # RM / (CM + RM)
+    assert out["rote_memorization_loose"] == pytest.approx(1 / 3)
+    assert out["one_step_accuracy"] == pytest.approx(8 / 12)  # steps right of the complete problems
+    assert (out["two_step_accuracy"], out["three_step_accuracy"]) == (1.0, 0.0)
+    flipped = [{**r, "correct": 1.0 - r["correct"], "draw": 1} for r in _wemath_records()]
+    both = wemath_scores(_wemath_records() + flipped)  # two draws: the mean of each draw's scores
+    assert both["score_strict"] == pytest.approx(
+        (out["score_strict"] + wemath_scores(flipped)["score_strict"]) / 2
+    )
+    assert wemath_scores([{"correct": 1.0}]) == {
+        "num_problems": 0.0,
+        "num_incomplete": 0.0,
+    }  # no ID/key columns
+
+
+def test_circular_accuracy_by_hand() -> None:
+    """MMBench: a question counts only if all its option-shifted rows (index + k * 10^6) are right."""
+    rows = [(1, 1), (1000001, 1), (2000001, 1), (2, 1), (1000002, 0), (3, 1), (1000004, 1)]
+    records = [{"correct": float(ok), "meta": {"index": str(i)}} for i, ok in rows]
+    out = circular_scores(records)
+    assert out == {
+        "accuracy": pytest.approx(2 / 3),
+        "num_questions": 3.0,
+    }  # 1 and 3 right, 2 wrong; 4 has no first row
+    regrouped = [
+        {**r, "meta": {**r["meta"], "g_index": "1"}} for r in records[:3]
+    ]  # an explicit g_index column
+    assert circular_scores(regrouped)["num_questions"] == 1.0
+    assert (
+        circular_scores([{"correct": 1.0, "meta": {"index": "q1"}}])["num_questions"] == 0.0
+    )  # no integer index
+
+
+def _answers(texts: list[str]) -> Answers:
+    zeros = torch.zeros(len(texts))
+    return Answers(
+        texts=texts, extracted=[None] * len(texts), correct=zeros, formatted=zeros, lengths=zeros.long()
+    )
+
+
+def test_wemath_tsv_records_and_metrics_json(tmp_path: Path) -> None:
+    """A We-Math TSV: its `ID` and `key` columns reach the records, and metrics.json names the metric."""
+    red = png_base64("red")
+    header = "index\timage\tquestion\tanswer\tA\tB\tID\tkey\n"
+    rows = [("1", "A", "2steps_1"), ("2", "B", "2steps_2"), ("3", "A", "2steps_multi")]
+    text = header + "".join(f"{i}\t{red}\tQ{i}?\t{a}\tx\ty\tP1\t{k}\n" for i, a, k in rows)
+    (tmp_path / "WeMath.tsv").write_text(text)
+    bench = load_benchmark(BenchmarkConfig(name="wm", type="tsv", path=str(tmp_path / "WeMath.tsv")))
+    assert bench.metric == "wemath"  # from the file name
+    records = _records(bench, 0, _answers(["<answer>A</answer>", "<answer>A</answer>", "Answer: A"]), 1, 0.05)
+    assert [r["correct"] for r in records] == [1.0, 0.0, 1.0]
+    assert records[1]["meta"] == {"ID": "P1", "key": "2steps_2"} and records[2]["extracted"] == "Answer: A"
+    cfg = SimpleNamespace(evaluate=EvalConfig(bootstrap_samples=10))
+    metrics = compute_metrics([CheckpointEval("base", "tiny", records)], [bench], cfg)  # type: ignore[arg-type]
+    wm = metrics["base"]["wm"]
+    assert wm["metric"] == "wemath" and wm["accuracy"] == pytest.approx(2 / 3)
+    assert wm["wemath"]["num_problems"] == 1.0 and wm["wemath"]["rote_memorization_strict"] == 1.0
+    logged = finite_numbers(flatten(metrics, sep="/"))  # what MLflow receives
+    assert "base/wm/wemath/score_strict" in logged and "base/wm/metric" not in logged
+
+
+def test_mmbench_style_tsv_loads_for_evaluation() -> None:
+    """Image cells that hold another row's index (good/mmbench.tsv: back, forward and chained)."""
+    bench = load_benchmark(BenchmarkConfig(name="MMBench_DEV_EN", type="tsv", path=str(GOOD / "mmbench.tsv")))
+    assert bench.metric == "mc_vlmeval_circular" and len(bench) == 5
+    assert [b.getpixel((0, 0)) for b in bench.images] == [
+        (255, 0, 0),
+        (255, 0, 0),
+        (0, 0, 255),
+        (0, 0, 255),
+        (255, 0, 0),
+    ]
+    assert bench.extra(1) == {"index": "2", "category": "colour", "l2-category": "perception"}
+
+
+def test_tsv_benchmark_with_a_repeated_index_fails(tmp_path: Path) -> None:
+    path = write_vlmevalkit_tsv(tmp_path / "b.tsv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")  # row 1 again
+    with pytest.raises(
+        DataValidationError, match=r"b\.tsv:6: id: duplicate id 'mixed-1' \(first at .*b\.tsv:2\)"
+    ):
+        load_benchmark(BenchmarkConfig(name="mixed", type="tsv", path=str(path)))

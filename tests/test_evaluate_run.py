@@ -52,6 +52,7 @@ def test_two_checkpoints_give_metrics_samples_and_report(
     assert list(metrics) == ["base", "other"]  # `other/final` is named after its parent
     synthetic = metrics["base"]["synthetic"]
     assert synthetic["num_answers"] == 12 and synthetic["num_grounded"] == 12
+    assert synthetic["metric"] == "by_answer_type"  # no official metric for our own split: by answer type
     assert 0 <= synthetic["accuracy_ci_low"] <= synthetic["accuracy"] <= synthetic["accuracy_ci_high"] <= 1
     assert 0 < synthetic["region_attention"] < 1  # the capture measured the answers' attention
     assert set(synthetic["categories"]) <= {"shapes", "bars", "choice"}
@@ -63,6 +64,7 @@ def test_two_checkpoints_give_metrics_samples_and_report(
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == 3
     assert "| synthetic | accuracy [95% CI] |" in (out / "report.md").read_text()
+    assert "| synthetic | scored with | by_answer_type | by_answer_type |" in (out / "report.md").read_text()
     assert (out / "accuracy.csv").read_text().startswith("label,checkpoint,benchmark,accuracy")
     assert result.answers_per_s > 0 and result.run_id is None  # tracking disabled
 
@@ -105,7 +107,7 @@ def test_cli_tsv_and_dataset_benchmarks_with_sampling(tmp_path: Path, eval_datas
     out = tmp_path / "eval"
     args = ["evaluate", "--config", "tiny", "--checkpoint", "base=tiny", "--no-progress",
             f"evaluate.benchmarks=[{{name: mixed, type: tsv, path: {tsv}}}, "
-            f"{{name: synthetic, path: {eval_dataset}, split: test, max_samples: 2}}]",
+            f"{{name: synthetic, path: {eval_dataset}, split: test, max_samples: 2, metric: lenient}}]",
             f"evaluate.out_dir={out}", "evaluate.do_sample=true", "evaluate.n=2", "evaluate.max_new_tokens=8",
             "evaluate.bootstrap_samples=100", "tracking.enabled=false", "device=cpu"]  # fmt: skip
     result = CliRunner().invoke(app, args)
@@ -113,6 +115,8 @@ def test_cli_tsv_and_dataset_benchmarks_with_sampling(tmp_path: Path, eval_datas
     assert "base" in result.output and "mixed" in result.output and "report.html" in result.output
     mixed = json.loads((out / "metrics.json").read_text())["base"]["mixed"]
     assert mixed["num_answers"] == 8  # 4 rows x n=2 sampled answers
+    assert mixed["metric"] == "by_answer_type"
     assert mixed["num_grounded"] == 4  # only the two rows with a box x 2
     assert set(mixed["categories"]) == {"chart", "math"}
+    assert json.loads((out / "metrics.json").read_text())["base"]["synthetic"]["metric"] == "lenient"
     shutil.rmtree(out)

@@ -15,7 +15,7 @@ import hashlib
 import io
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -63,7 +63,9 @@ class Candidate:
 
     `fields` holds the `Sample` fields other than `image`/`image_size`; `image` the raw image bytes.
     `group` is the key the split is hashed from (default: the id), so that samples which must not
-    be separated (several expressions of one referred object) land in the same split.
+    be separated (several expressions of one referred object) land in the same split. `extra` holds
+    source columns the schema has no field for (a TSV's `ID`, `key`, `l2-category`): the dataset
+    build drops them, benchmark metrics that need them read them (`sayo.evaluate.benchmarks`).
     """
 
     fields: dict[str, Any]
@@ -71,6 +73,7 @@ class Candidate:
     file: str
     line: int
     group: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,16 @@
 
 Why benchmarks are data, not code (issue 6): a benchmark is a dataset directory written by
 `sayo data build` (our grounded synthetic test split, or anything imported) or a VLMEvalKit-style
-TSV read directly; the answer type of each sample decides how it is scored (`sayo.rewards`:
-ChartQA relaxed accuracy for numbers, option extraction for multiple choice). The section mirrors
-the `evaluate:` YAML section one to one (style.md, "Config").
+TSV read directly. Its `metric` decides how answers are scored: `auto` takes the benchmark's own
+official metric from its name (ChartQA relaxed accuracy, VLMEvalKit multiple-choice matching, ...;
+`sayo.evaluate.scorers`, docs/evaluation.md). The section mirrors the `evaluate:` YAML section one
+to one (style.md, "Config").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from sayo.config import check
 from sayo.models.config import ModelConfig
@@ -19,6 +20,19 @@ from sayo.tracking import TrackingConfig
 
 BenchmarkType = Literal["dataset", "tsv"]
 BENCHMARK_TYPES = ("dataset", "tsv")
+Metric = Literal[
+    "auto",
+    "chartqa_relaxed",
+    "mc_vlmeval",
+    "mc_vlmeval_circular",
+    "mc_mme_realworld",
+    "wemath",
+    "math_equal",
+    "exact",
+    "by_answer_type",
+    "lenient",
+]
+METRICS: tuple[str, ...] = get_args(Metric)
 
 
 @dataclass
@@ -30,6 +44,9 @@ class BenchmarkConfig:
     path: str = "data/processed"  # dataset directory, or the .tsv file
     split: str | None = "test"  # dataset split (train | val | test | None = all); ignored for tsv
     max_samples: int | None = None  # first N samples only (None = all)
+    # auto picks the benchmark's official metric from its name (docs/evaluation.md); lenient is the
+    # training reward's own matching
+    metric: Metric = "auto"  # how answers are scored (docs/evaluation.md)
 
     def __post_init__(self) -> None:
         check(bool(self.name) and "/" not in self.name, "evaluate.benchmarks[].name", self.name,
@@ -39,6 +56,7 @@ class BenchmarkConfig:
         )
         check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
+        check(self.metric in METRICS, "evaluate.benchmarks[].metric", self.metric, f"one of {METRICS}")
 
 
 @dataclass
@@ -55,7 +73,7 @@ class EvalConfig:
     n: int = 1  # completions per prompt (needs do_sample when > 1); accuracy is the mean over them
     temperature: float = 1.0  # sampling temperature (with do_sample)
     top_p: float = 1.0  # nucleus sampling (with do_sample; 1.0 = off)
-    numeric_tolerance: float = 0.05  # ChartQA relaxed accuracy
+    numeric_tolerance: float = 0.05  # relative tolerance of chartqa_relaxed / lenient (official: 0.05)
     bootstrap_samples: int = 1000  # resamples for the accuracy confidence interval
     bootstrap_seed: int = 0  # seed of the bootstrap resampling (same records, same interval)
     confidence: float = 0.95  # level of the accuracy interval
@@ -70,6 +88,9 @@ class EvalConfig:
             check(getattr(self, name) >= 1, f"evaluate.{name}", getattr(self, name), "must be >= 1")
         check(self.n == 1 or self.do_sample, "evaluate.n", self.n, "n > 1 needs evaluate.do_sample=true")
         check(self.temperature > 0, "evaluate.temperature", self.temperature, "must be > 0")
+        check(
+            self.numeric_tolerance >= 0, "evaluate.numeric_tolerance", self.numeric_tolerance, "must be >= 0"
+        )
         check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
         check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
 

@@ -6,7 +6,9 @@ checkpoints cannot tell progress from noise. The interval is the percentile boot
 with a seeded numpy generator, so the same records always give the same interval.
 
 A record is one answer: `correct` (0/1), `format` (0/1), `length` (response tokens), optional
-`region_attention` (None for samples without regions) and `category`.
+`region_attention` (None for samples without regions), `category`, `draw` (which of the `n`
+answers to its prompt) and, for metrics that group answers, `meta` (source columns such as
+We-Math's `ID` and `key`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,109 @@ def benchmark_metrics(
         name: summarize(group, samples=samples, seed=seed, confidence=confidence)
         for name, group in group_by(records, "category").items()
     }
+    return out
+
+
+CIRCULAR_OFFSET = 1_000_000  # MMBench: row index = shift * 10^6 + the index of the question's first row
+
+
+def circular_scores(records: Sequence[Record]) -> dict[str, float]:
+    """MMBench's circular accuracy (VLMEvalKit, exact matching), averaged over the `n` draws.
+
+    The rows of one question (`meta.g_index`, else `meta.index` modulo 10^6) show its options in
+    shifted orders; the question counts as answered only if every one of its rows is answered
+    correctly. Questions are those whose first row (index == group) is present.
+    """
+    draws = sorted({int(r.get("draw", 0)) for r in records})
+    per_draw = [_circular_draw([r for r in records if int(r.get("draw", 0)) == d]) for d in draws]
+    if not per_draw:
+        return {"accuracy": math.nan, "num_questions": 0.0}
+    return {key: float(np.mean([d[key] for d in per_draw])) for key in per_draw[0]}
+
+
+def _circular_draw(records: Sequence[Record]) -> dict[str, float]:
+    groups: dict[int, list[bool]] = {}
+    main: set[int] = set()
+    for r in records:
+        meta = r.get("meta") or {}
+        try:
+            index = int(meta["index"])
+            group = int(meta["g_index"]) if meta.get("g_index") else index % CIRCULAR_OFFSET
+        except (KeyError, ValueError):
+            continue  # not an MMBench-style integer index
+        groups.setdefault(group, []).append(bool(r["correct"]))
+        if index == group:
+            main.add(group)
+    hits = [float(all(groups[g])) for g in sorted(main)]
+    return {"accuracy": _mean(hits), "num_questions": float(len(hits))}
+
+
+WEMATH_STEPS = {2: ("2steps_1", "2steps_2"), 3: ("3steps_1", "3steps_2", "3steps_3")}
+
+
+def wemath_scores(records: Sequence[Record]) -> dict[str, float]:
+    """We-Math's four-dimensional metrics of multi-step problems, averaged over the `n` draws.
+
+    A problem (`meta.ID`) with n steps has one-step sub-questions (`meta.key` "{n}steps_1" …) and
+    the composite question ("{n}steps_multi"). By which of them are answered correctly it shows
+    Insufficient Knowledge (IK: a step wrong, composite wrong), Inadequate Generalisation (IG: all
+    steps right, composite wrong), Complete Mastery (CM: composite right with all steps right —
+    strict — or any — loose) or Rote Memorisation (RM: composite right with a step wrong — strict —
+    or all steps wrong — loose). Score = (N − 0.5·IG − RM − IK) / N, strict and loose; the RM rate
+    is RM / (CM + RM), the others are shares of N. S1, S2, S3: accuracy of the one-step questions,
+    and of the composite questions of two- and three-step problems. The reference hard-codes
+    N = 525 (its test set); here N counts the complete problems found, and problems with a missing
+    row are left out and counted (`num_incomplete`).
+    """
+    draws = sorted({int(r.get("draw", 0)) for r in records})
+    per_draw = [_wemath_draw([r for r in records if int(r.get("draw", 0)) == d]) for d in draws]
+    if not per_draw:
+        return {"num_problems": 0.0, "num_incomplete": 0.0}
+    return {key: float(np.mean([d[key] for d in per_draw])) for key in per_draw[0]}
+
+
+def _wemath_draw(records: Sequence[Record]) -> dict[str, float]:
+    answers: dict[tuple[str, str], bool] = {}
+    for r in records:
+        meta = r.get("meta") or {}
+        if meta.get("ID") and meta.get("key"):
+            answers.setdefault((str(meta["ID"]), str(meta["key"])), bool(r["correct"]))
+    problems: list[tuple[int, list[bool], bool]] = []
+    incomplete = 0
+    for n, keys in WEMATH_STEPS.items():
+        for problem_id in sorted({pid for pid, key in answers if key == keys[0]}):
+            steps = [answers.get((problem_id, key)) for key in keys]
+            multi = answers.get((problem_id, f"{n}steps_multi"))
+            if multi is None or any(s is None for s in steps):
+                incomplete += 1
+                continue
+            problems.append((n, [bool(s) for s in steps], multi))
+    total = len(problems)
+    out = {"num_problems": float(total), "num_incomplete": float(incomplete)}
+    if not total:
+        return out
+    ik = sum(not all(s) and not m for _, s, m in problems)
+    ig = sum(all(s) and not m for _, s, m in problems)
+    cm_strict, cm_loose = (sum(f(s) and m for _, s, m in problems) for f in (all, any))
+    rm_strict = sum(not all(s) and m for _, s, m in problems)
+    rm_loose = sum(not any(s) and m for _, s, m in problems)
+
+    def share(count: float, of: float) -> float:
+        return count / of if of else math.nan
+
+    out.update(
+        score_strict=(total - 0.5 * ig - rm_strict - ik) / total,
+        score_loose=(total - 0.5 * ig - rm_loose - ik) / total,
+        insufficient_knowledge=ik / total,
+        inadequate_generalization=ig / total,
+        complete_mastery_strict=cm_strict / total,
+        complete_mastery_loose=cm_loose / total,
+        rote_memorization_strict=share(rm_strict, cm_strict + rm_strict),
+        rote_memorization_loose=share(rm_loose, cm_loose + rm_loose),
+        one_step_accuracy=_mean([float(x) for _, s, _ in problems for x in s]),
+        two_step_accuracy=_mean([float(m) for n, _, m in problems if n == 2]),
+        three_step_accuracy=_mean([float(m) for n, _, m in problems if n == 3]),
+    )
     return out
 
 

@@ -35,6 +35,13 @@ ROW_METRICS = (
 )
 
 
+EXTRA_ROWS = (  # benchmark scores beyond accuracy: (section, key, label)
+    ("wemath", "score_strict", "We-Math score (strict)"),
+    ("wemath", "score_loose", "We-Math score (loose)"),
+    ("circular", "accuracy", "circular accuracy"),
+)
+
+
 @dataclass
 class GalleryItem:
     """One heatmap tile: a grounded sample's image, the attention grid, its boxes and a caption."""
@@ -59,9 +66,15 @@ def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]
         cells = [metrics[n][bench] for n in names]
         acc = [f"{_fmt(c['accuracy'], '{:.3f}')} [{_fmt(c['accuracy_ci_low'], '{:.3f}')}, "
                f"{_fmt(c['accuracy_ci_high'], '{:.3f}')}]" for c in cells]  # fmt: skip
+        rows.append([bench, "scored with", *(str(c.get("metric", "–")) for c in cells)])
         rows.append([bench, "accuracy [95% CI]", *acc])
         rows += [
             [bench, label, *(_fmt(c[key], pattern) for c in cells)] for key, label, pattern in ROW_METRICS
+        ]
+        rows += [
+            [bench, label, *(_fmt((c.get(section) or {}).get(key), "{:.3f}") for c in cells)]
+            for section, key, label in EXTRA_ROWS
+            if any(section in c for c in cells)
         ]
     return ["benchmark", "metric", *names], rows
 

@@ -4,8 +4,12 @@ Why several checkpoints in one call : base vs SFT vs GRPO is the paper's
 table (method.md, "Evaluation"); answering the same samples in the same order with the same
 decoding makes the columns comparable and the heatmap gallery show the same images side by side.
 
+Answers are scored with each benchmark's metric (`sayo.evaluate.scorers`: its official metric by
+default), not with the training reward; `metrics.json` names the metric of every benchmark.
+
 Outputs under `evaluate.out_dir`: `metrics.json` (nested checkpoint → benchmark → metric, plus
-`categories`; DVC shows it flattened as `grpo.synthetic.accuracy`), `per_sample.jsonl`,
+`metric`, `categories` and, for We-Math and MMBench, `wemath` and `circular`; DVC shows it flattened as
+`grpo.synthetic.accuracy`), `per_sample.jsonl` (with the prediction each metric read),
 `report.html`, `report.md` and `figures/*.png`. MLflow: one `evaluate` run with every metric as
 `<checkpoint>/<benchmark>/<metric>` and the report as artifacts, and one nested run per checkpoint
 (`evaluate-<name>`, metrics `<benchmark>/<metric>`) so the UI's run comparison lines them up.
@@ -27,12 +31,13 @@ from tqdm import tqdm
 from sayo.answering import AnswerOptions, Answers, answer_batch
 from sayo.atomic import write_json, write_jsonl, write_text
 from sayo.attention import AttentionCapture
-from sayo.config import flatten, to_dict
+from sayo.config import finite_numbers, flatten, to_dict
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
 from sayo.evaluate.config import EvaluateRecipe
 from sayo.evaluate.curves import training_curves
-from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, json_safe
+from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, circular_scores, json_safe, wemath_scores
 from sayo.evaluate.report import GalleryItem, write_report
+from sayo.evaluate.scorers import metric_meta, score_completion
 from sayo.models import load_policy
 from sayo.runtime import resolve_device, seed_everything
 from sayo.tracking import StageRun
@@ -98,28 +103,36 @@ def _options(cfg: EvaluateRecipe) -> AnswerOptions:
     )
 
 
-def _records(bench: Benchmark, start: int, answers: Answers, n: int) -> list[dict[str, Any]]:
+def _records(
+    bench: Benchmark, start: int, answers: Answers, n: int, tolerance: float
+) -> list[dict[str, Any]]:
+    """One record per answer, scored with the benchmark's metric (`extracted`: what the metric read)."""
     out = []
     for row, text in enumerate(answers.texts):
-        sample = bench.samples[start + row // n]
-        out.append(
-            {
-                "benchmark": bench.name,
-                "id": sample.id,
-                "category": sample.category or sample.source,
-                "answer_type": sample.answer_type.value,
-                "question": sample.question,
-                "answer": sample.answer,
-                "completion": text,
-                "extracted": answers.extracted[row],
-                "correct": float(answers.correct[row]),
-                "format": float(answers.formatted[row]),
-                "length": int(answers.lengths[row]),
-                "region_attention": _value(answers.region_attention, row, sample),
-                "attention_lift": _value(answers.attention_lift, row, sample),
-                "attention_reward": _value(answers.attention_reward, row, sample),
-            }
-        )
+        index = start + row // n
+        sample = bench.samples[index]
+        correct, prediction = score_completion(bench.metric, text, sample, tolerance)
+        record: dict[str, Any] = {
+            "benchmark": bench.name,
+            "id": sample.id,
+            "category": sample.category or sample.source,
+            "answer_type": sample.answer_type.value,
+            "question": sample.question,
+            "answer": sample.answer,
+            "completion": text,
+            "extracted": prediction,
+            "correct": correct,
+            "format": float(answers.formatted[row]),
+            "length": int(answers.lengths[row]),
+            "region_attention": _value(answers.region_attention, row, sample),
+            "attention_lift": _value(answers.attention_lift, row, sample),
+            "attention_reward": _value(answers.attention_reward, row, sample),
+            "draw": row % n,
+        }
+        meta = metric_meta(bench.metric, bench.extra(index))
+        if meta:
+            record["meta"] = meta
+        out.append(record)
     return out
 
 
@@ -172,7 +185,7 @@ def evaluate_checkpoint(
                 model, processor, samples, bench.images[start : start + ev.batch_size], options,
                 capture=capture if grounded else None,
             )  # fmt: skip
-            result.records += _records(bench, start, answers, ev.n)
+            result.records += _records(bench, start, answers, ev.n, ev.numeric_tolerance)
             result.gallery += _gallery(bench, start, answers, ev.n, wanted)
     result.seconds = time.perf_counter() - started
     del model
@@ -188,20 +201,24 @@ def gallery_ids(benchmarks: Sequence[Benchmark], count: int) -> set[str]:
 def compute_metrics(
     evals: Sequence[CheckpointEval], benchmarks: Sequence[Benchmark], cfg: EvaluateRecipe
 ) -> dict:
-    """Nested metrics: checkpoint → benchmark → summary (with `categories`)."""
+    """Nested metrics: checkpoint → benchmark → summary (with `metric`, `categories` and, for We-Math,
+    the four-dimensional `wemath` scores, for circular benchmarks the `circular` accuracy)."""
     ev = cfg.evaluate
-    return {
-        e.name: {
-            b.name: benchmark_metrics(
-                [r for r in e.records if r["benchmark"] == b.name],
-                samples=ev.bootstrap_samples,
-                seed=ev.bootstrap_seed,
-                confidence=ev.confidence,
+    out: dict[str, dict[str, Any]] = {}
+    for e in evals:
+        out[e.name] = {}
+        for b in benchmarks:
+            records = [r for r in e.records if r["benchmark"] == b.name]
+            summary = benchmark_metrics(
+                records, samples=ev.bootstrap_samples, seed=ev.bootstrap_seed, confidence=ev.confidence
             )
-            for b in benchmarks
-        }
-        for e in evals
-    }
+            summary["metric"] = b.metric
+            if b.metric == "wemath":
+                summary["wemath"] = wemath_scores(records)
+            if b.metric == "mc_vlmeval_circular":
+                summary["circular"] = circular_scores(records)
+            out[e.name][b.name] = summary
+    return out
 
 
 def evaluate(
@@ -227,7 +244,10 @@ def evaluate(
         write_report(out, metrics, evals, training_curves(cfg.tracking) if cfg.tracking.enabled else {})
         seconds = sum(e.seconds for e in evals)
         answers = sum(len(e.records) for e in evals)
-        run.log_metrics({**flatten(metrics, sep="/"), "answers_per_s": answers / max(seconds, 1e-9)}, step=0)
+        run.log_metrics(
+            {**finite_numbers(flatten(metrics, sep="/")), "answers_per_s": answers / max(seconds, 1e-9)},
+            step=0,
+        )
         run.log_artifact(out)
         children = {e.name: _log_checkpoint_run(cfg, run.run_id, e, metrics[e.name]) for e in evals}
     return EvalResult(out, metrics, run.run_id, children, answers / max(seconds, 1e-9))
@@ -248,6 +268,6 @@ def _log_checkpoint_run(
     tracking = dataclasses.replace(cfg.tracking, parent_run_id=parent, run_name=f"evaluate-{result.name}")
     params = {"checkpoint": result.path, "checkpoint_name": result.name}
     with StageRun(tracking, stage="evaluate", params=params) as child:
-        child.log_metrics(flatten(metrics, sep="/"), step=0)
+        child.log_metrics(finite_numbers(flatten(metrics, sep="/")), step=0)
         child.log_table(result.records[:500], "per_sample")
     return child.run_id

@@ -66,6 +66,26 @@ def ann(**changes: Any) -> list[dict[str, Any]]:
     return [{"id": 10, "image_id": 1, "category_id": 7, "bbox": [4, 4, 16, 16], **changes}]
 
 
+def mmbench() -> str:
+    """MMBench's layout: an image cell may hold another row's index instead of the image.
+
+    Row 2 refers back to row 1, row 3 forward to row 4, and row 5 to row 2, itself a reference
+    (a chain). Rows 1, 2 and 5 show the red image, rows 3 and 4 the blue one.
+    """
+    columns = ("index", "image", "question", "answer", "A", "B", "category", "l2-category")
+    red, blue = base64.b64encode(png("red")).decode(), base64.b64encode(png("blue")).decode()
+    rows = [
+        {"index": "1", "image": red, "question": "Colour?", "answer": "A", "A": "red", "B": "blue"},
+        {"index": "2", "image": "1", "question": "Is it warm?", "answer": "A", "A": "yes", "B": "no"},
+        {"index": "3", "image": "4", "question": "Colour?", "answer": "B", "A": "red", "B": "blue"},
+        {"index": "4", "image": blue, "question": "Is it warm?", "answer": "B", "A": "yes", "B": "no"},
+        {"index": "5", "image": "2", "question": "Shape?", "answer": "B", "A": "circle", "B": "square"},
+    ]
+    for row in rows:
+        row.update(category="colour", **{"l2-category": "perception"})
+    return tsv(rows, columns)
+
+
 def make_good() -> None:
     write_jsonl(
         GOOD / "samples.jsonl", [sample(), sample(id="s2", image="../images/blue.png", answer="blue")]
@@ -74,6 +94,7 @@ def make_good() -> None:
     (GOOD / "bench.tsv").write_text(two)
     options = ("index", "image", "question", "answer", "A", "B", "C", "D")
     (GOOD / "choice.tsv").write_text(tsv([tsv_row(answer="b", A="blue", B="red", C="green")], options))
+    (GOOD / "mmbench.tsv").write_text(mmbench())
     doc = coco()
     doc["annotations"].append({"id": 11, "image_id": 1, "category_id": 7, "bbox": [30, 20, 10, 10]})
     (GOOD / "instances.json").write_text(json.dumps(doc))
@@ -118,6 +139,8 @@ def make_bad() -> None:
         "tsv_empty_question": tsv([tsv_row(question="")]),
         "tsv_duplicate_index": tsv([tsv_row(), tsv_row()]),
         "tsv_answer_not_an_option": tsv([tsv_row(answer="C", A="red", B="blue")], options),
+        "tsv_image_ref_missing": tsv([tsv_row(), tsv_row(index="2", image="7")]),  # no row has index 7
+        "tsv_image_ref_self": tsv([tsv_row(), tsv_row(index="2", image="2")]),  # row 2 refers to itself
     }
     for name, text in bad_tsv.items():
         (BAD / f"{name}.tsv").write_text(text)
