@@ -3,7 +3,7 @@
 Why one function for evaluation, the training probes and the registered model: "does it really
 see it" must be measured the same way during training and in the final report — generation
 (greedy, or sampled n times), the scoring forward with the attention capture, the top-ρ entropy
-selection and the region share of method.md ("The attention reward"), reported for evaluation
+selection and the region share of docs/method.md ("The attention reward"), reported for evaluation
 apart from the training reward.
 """
 

@@ -1,6 +1,6 @@
 """Cheap capture of where response tokens look in the image.
 
-The region-attention reward (method.md, "The attention reward") needs, for each selected response
+The region-attention reward (docs/method.md, "The attention reward") needs, for each selected response
 token t, its attention A_t(k) over the image-token keys k, averaged over heads and chosen layers.
 `output_attentions=True` (eager attention) materialises L·H·S² probabilities and gives up the
 fast kernel. Instead, while the model runs its own SDPA/flash forward, hooks on the chosen layers
@@ -33,12 +33,14 @@ def resolve_layers(layers: LayerSpec, num_layers: int) -> list[int]:
     """Decoder layer indices from a spec.
 
     Args:
-        layers: `"last_half"` (method.md default), `"all"`, an int k (the last k layers), or a list
-            of indices (negative ones count from the end).
+        layers: `"last_half"` (the default), `"last"` (the last layer, the authors' choice), `"all"`,
+            an int k (the last k layers), or a list of indices (negative ones count from the end).
         num_layers: decoder depth.
     """
     if layers == "last_half":
         return list(range(num_layers // 2, num_layers))
+    if layers == "last":
+        return [num_layers - 1]
     if layers == "all":
         return list(range(num_layers))
     if isinstance(layers, int) and not isinstance(layers, bool):
@@ -46,7 +48,7 @@ def resolve_layers(layers: LayerSpec, num_layers: int) -> list[int]:
             raise ValueError(f"layers={layers}: 'last k' needs 1 <= k <= {num_layers}")
         return list(range(num_layers - layers, num_layers))
     if isinstance(layers, (str, bool)) or not isinstance(layers, Sequence):
-        raise ValueError(f"layers={layers!r}: expected 'last_half', 'all', an int k or a list of indices")
+        raise ValueError(f"layers={layers!r}: expected 'last_half', 'last', 'all', an int k or a list of indices")
     resolved = sorted({_layer_index(i, num_layers) for i in layers})
     if not resolved:
         raise ValueError("layers=[]: choose at least one decoder layer")

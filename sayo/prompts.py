@@ -1,6 +1,6 @@
 """Turning samples into model inputs: the question template and batched, region-aware prompts.
 
-The answer template (`<think>…</think><answer>…</answer>`, method.md "Total reward") is asked
+The answer template (`<think>…</think><answer>…</answer>`, docs/method.md "Total reward") is asked
 for in the user turn, so a real instruct checkpoint can follow it zero-shot and the tiny model
 learns it in SFT. Region boxes travel with the prompt as a mask over its image tokens, built from
 the processor's actual `image_grid_thw` (`sayo.regions`), so the mapping never drifts from what

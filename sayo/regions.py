@@ -1,10 +1,10 @@
 """Map annotated image regions (pixel boxes) to the Qwen2.5-VL visual tokens that cover them.
 
-Why: SAYO's attention reward (method.md, "The attention reward") is the share of a response
+Why: SAYO's attention reward (docs/method.md, "The attention reward") is the share of a response
 token's visual attention that lands on the region tokens R ⊂ I. R is built here, from boxes in
-original image pixels, at data-construction time (method.md, "Data" [paper]).
+original image pixels, at data-construction time (docs/method.md, "Data and regions" [paper]).
 
-How the model sees an image (method.md, "Data" [ours, Qwen2.5-VL family]): the processor
+How the model sees an image (docs/method.md, "Data and regions" [ours, Qwen2.5-VL family]): the processor
 stretches it with `smart_resize` to sides that are multiples of 28 (patch 14 × spatial merge 2),
 cuts 14-px patches and emits them merge window by merge window (`patchify` orders the axes
 (h/m, w/m, m, m)); the vision tower's patch merger folds each m² consecutive patches into one
@@ -13,7 +13,7 @@ is cell (k // cols, k % cols) of a rows × cols grid, with (t, h, w) = `image_gr
 rows = h/m, cols = w/m. Since the resize stretches each axis uniformly, a cell measures
 W/cols × H/rows *original* pixels: neither the patch size nor the resized size is needed.
 
-Overlap rule [ours] (method.md: a box "marks every cell it overlaps"):
+Overlap rule [ours] (docs/method.md: a box "marks every cell it overlaps"):
 - a cell counts when the box covers a positive area of it; touching only its edge does not;
 - with `min_coverage = c` in [0, 1), a cell counts only when the box covers more than the
   fraction c of the cell's area (c = 0 is the plain overlap rule);

@@ -1,6 +1,6 @@
 """One MLflow run per stage: `with StageRun(config.tracking, stage="grpo", params=...) as run:`.
 
-Why a small wrapper instead of calling `mlflow.*` in each trainer (architecture.md, "Tracking
+Why a small wrapper instead of calling `mlflow.*` in each trainer (docs/architecture.md, "Tracking
 and registry"): every stage must log the same way — the whole resolved config as params, per-step
 metrics, artifacts — to wherever `MLFLOW_TRACKING_URI` points, and fail fast and clearly when
 that server is down instead of hanging in MLflow's own retries (minutes) mid-training.

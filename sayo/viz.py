@@ -1,6 +1,6 @@
 """Pictures of regions and attention: what the `evaluate` report shows to a human.
 
-Why: SAYO's claim is about *where* the model looks (method.md, "Findings" 4), so the report
+Why: SAYO's claim is about *where* the model looks (docs/method.md, "Findings to reproduce" 4), so the report
 overlays the visual-token attention on the image next to the annotated region. The attention grid
 is the merged visual-token grid (one cell per 28×28 px of the processor-resized image); the
 resized image covers the whole original image, so the grid is simply stretched to the original

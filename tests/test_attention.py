@@ -98,7 +98,7 @@ def test_capture_carries_no_gradient(tiny, two_prompt_batch):
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("last_half", [2, 3]),  # method.md default: the last half of 4 layers
+        ("last_half", [2, 3]),  # docs/method.md default: the last half of 4 layers
         ("all", [0, 1, 2, 3]),
         (1, [3]),  # last k
         ([0, -1], [0, 3]),  # negative indices count from the end

@@ -385,3 +385,71 @@ def test_sample_lengths_count_the_processed_tokens(tiny_dataset):
         target, _ = encode_completions(processor.tokenizer, [sft_target(sample, True)])
         actual = int(prompt["attention_mask"].sum()) + target.shape[1]
         assert abs(estimate - actual) <= 3, (estimate, actual)
+
+
+def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_dataset):
+    """`--config tiny_official` trains on CPU with the authors' reward; the MLflow run holds every
+    official value of the resolved recipe."""
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    recipe = load_recipe(
+        "tiny_official",
+        [
+            f"data.path={tiny_dataset}",
+            f"checkpoint.dir={tmp_path / 'ckpt'}",
+            "device=cpu",
+            "grpo.init_from=model",
+            "grpo.max_steps=2",
+            "grpo.prompts_per_step=2",
+            "grpo.max_new_tokens=8",
+            "grpo.probe_every=0",
+            "checkpoint.every=0",
+            f"tracking.tracking_uri={store}",
+        ],
+    )
+    result = train_grpo(recipe)
+    client = MlflowClient(store)
+    history = client.get_metric_history(result.run_id, "reward/region_attention")
+    assert [m.step for m in history] == [1, 2]
+    assert all(-1.0 < m.value < 1.0 for m in history)  # tanh of a log ratio, 0 = uniform attention
+    assert {m.step for m in client.get_metric_history(result.run_id, "attention/lift")} == {1, 2}
+    params = client.get_run(result.run_id).data.params
+    official = {
+        "rewards.attention.form": "tanh_log_ratio",
+        "rewards.attention.aggregation": "ratio_of_means",
+        "rewards.attention.layers": "last",
+        "rewards.attention.ratio": "0.3",
+        "rewards.attention.exclude_last": "true",
+        "rewards.weights.accuracy": "0.0",
+        "rewards.weights.format": "1.0",
+        "rewards.weights.region_attention": "1.0",
+        "grpo.beta": "0.001",
+        "grpo.top_p": "0.9",
+        "grpo.temperature": "1.0",
+        "grpo.loss_type": "dapo",
+    }
+    assert {key: params[key] for key in official} == official
+
+
+def test_the_official_recipe_holds_the_published_values():
+    """sayo_official_qwen3_vl_8b: every value read from the authors' train/main.py and train/grpo.sh."""
+    r = load_recipe("sayo_official_qwen3_vl_8b")
+    assert r.model.name_or_path == "Qwen/Qwen3-VL-8B-Instruct" and r.model.dtype == "bfloat16"
+    assert (r.model.lora.enabled, r.model.lora.r, r.model.lora.alpha) == (True, 16, 32)
+    assert (r.grpo.group_size, r.grpo.temperature, r.grpo.top_p, r.grpo.max_new_tokens) == (16, 1.0, 0.9, 110)
+    assert (r.grpo.beta, r.grpo.optim.lr, r.grpo.optim.weight_decay, r.grpo.optim.max_grad_norm) == (
+        0.001,
+        5e-6,
+        0.01,
+        0.8,
+    )
+    assert r.rewards.weights == {"accuracy": 0.0, "format": 1.0, "region_attention": 1.0}
+    attention = r.rewards.attention
+    assert (attention.form, attention.aggregation, attention.layers) == (
+        "tanh_log_ratio",
+        "ratio_of_means",
+        "last",
+    )
+    assert (attention.ratio, attention.exclude_last) == (0.3, True)
+    assert r.deepspeed.config == "zero1"

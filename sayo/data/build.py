@@ -5,7 +5,7 @@ build fails with *all* its problems listed (or, with `skip_invalid`, records the
 `rejected.jsonl`); mixing and splitting are hashes of (seed, source, id), so they are
 deterministic and adding samples never moves existing ones between splits. The directory is
 written next to its destination and renamed into place at the very end: an interrupted or failed
-build leaves the previous dataset untouched (architecture.md, "The stages").
+build leaves the previous dataset untouched (docs/architecture.md, "The stages").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sample schema shared by every stage (architecture.md, "Data model").
+"""The sample schema shared by every stage (docs/architecture.md, "Data model").
 
 A sample is one image, one question with a verifiable answer, and the boxes of the image
 regions needed to answer it. Boxes are `[x1, y1, x2, y2]` in *original* image pixels; they are

@@ -2,7 +2,7 @@
 
 Why one `Problem` type for every importer: a data build either fails with *all* its problems
 listed (so a bad source is fixed in one pass, not one error per run) or, with `--skip-invalid`,
-writes them to `rejected.jsonl` and goes on. The checks are those of architecture.md ("Data
+writes them to `rejected.jsonl` and goes on. The checks are those of docs/architecture.md ("Data
 model"): the image must decode; each box must be four finite numbers with x2 > x1, y2 > y1, inside
 the image; question and answer must be non-blank; the answer type must be known; ids are unique
 (checked by the build, across sources). The schema's own pydantic checks run last, so nothing the

@@ -5,7 +5,7 @@ Why benchmarks are data, not code (issue 6): a benchmark is a dataset directory 
 TSV read directly. Its `metric` decides how answers are scored: `auto` takes the benchmark's own
 official metric from its name (ChartQA relaxed accuracy, VLMEvalKit multiple-choice matching, ...;
 `sayo.evaluate.scorers`, docs/evaluation.md). The section mirrors the `evaluate:` YAML section one
-to one (style.md, "Config").
+to one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why from MLflow rather than from files: the trainers log every step there (`StageRun`), whatever
 machine they ran on; the report then shows reward and response length next to the evaluation
-(method.md, "Findings" 4: trained models answer with shorter chains). No run, no curve: a missing
+(docs/method.md, "Findings to reproduce" 4: trained models answer with shorter chains). No run, no curve: a missing
 experiment or stage is skipped, not an error.
 """
 

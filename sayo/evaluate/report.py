@@ -1,6 +1,6 @@
 """The evaluation report: comparison tables, figures and a heatmap gallery, as HTML and Markdown.
 
-Why these pictures (method.md, "Evaluation" and "Findings"): accuracy with its bootstrap interval
+Why these pictures (docs/method.md, "Evaluation" and "Findings"): accuracy with its bootstrap interval
 per benchmark and checkpoint (is the gain larger than the noise?), the distribution of
 attention-on-region on grounded samples (does the trained model look at the region?), reward and
 response-length curves of the training runs (shorter chains), and the same images' heatmaps for

@@ -1,7 +1,7 @@
 """The `evaluate` stage: answer every benchmark with every checkpoint, score, write and log it all.
 
 Why several checkpoints in one call : base vs SFT vs GRPO is the paper's
-table (method.md, "Evaluation"); answering the same samples in the same order with the same
+table (docs/method.md, "Evaluation"); answering the same samples in the same order with the same
 decoding makes the columns comparable and the heatmap gallery show the same images side by side.
 
 Answers are scored with each benchmark's metric (`sayo.evaluate.scorers`: its official metric by

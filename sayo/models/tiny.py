@@ -2,7 +2,7 @@
 
 Every stage defaults to it so the whole pipeline runs on a laptop and in CI, and because it is
 saved with `save_pretrained`, every later stage loads it exactly as it would load
-`Qwen/Qwen2.5-VL-3B-Instruct` (architecture.md, "The tiny default"). The shape follows the
+`Qwen/Qwen2.5-VL-3B-Instruct` (docs/architecture.md, "The tiny default"). The shape follows the
 measurement recorded there: text width 192, 4 layers, 6 heads; vision width 128, depth 2
 (~2.5 M parameters) learns the synthetic tasks in minutes, a 0.9 M one did not.
 """
@@ -25,7 +25,7 @@ from sayo.models.tokenizer import build_tokenizer
 
 @dataclass
 class TinySpec:
-    """Shape of the tiny model; defaults are the CPU recipe (architecture.md)."""
+    """Shape of the tiny model; defaults are the CPU recipe (docs/architecture.md)."""
 
     text_hidden: int = 192  # decoder width
     text_layers: int = 4  # decoder layers

@@ -1,6 +1,6 @@
 """Config of the `register` stage: the registered model's name, aliases and the promotion gate.
 
-Why a gate (architecture.md, "Tracking and registry"): every registered version becomes the
+Why a gate (docs/architecture.md, "Tracking and registry"): every registered version becomes the
 `challenger`; it replaces the `champion` only when it beats it on the gate metrics by `margin`
 and loses no more than `tolerance` on any other benchmark accuracy, so a retraining run that
 helps one benchmark and breaks another is kept out of serving.

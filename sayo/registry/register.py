@@ -1,6 +1,6 @@
 """The `register` stage: log a checkpoint as an MLflow model, alias it, and gate its promotion.
 
-Why a gate in code rather than by hand (architecture.md, "Tracking and registry"): every new
+Why a gate in code rather than by hand (docs/architecture.md, "Tracking and registry"): every new
 version becomes the `challenger`; it takes the `champion` alias only if it beats the current
 champion on every gate metric by `margin` and no other benchmark accuracy (`<benchmark>/accuracy`)
 drops by more than `tolerance`. The first version is promoted (there is nothing to beat). The

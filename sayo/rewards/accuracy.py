@@ -1,6 +1,6 @@
 """Answer-accuracy reward r_acc: 1 when the extracted answer is correct, else 0.
 
-Why: the accuracy term of SAYO's total reward (method.md, "Total reward and optimisation") [paper]:
+Why: the accuracy term of SAYO's total reward (docs/method.md, "Total reward and optimisation") [paper]:
 exact match after normalisation, numbers within 5 % relative error as in ChartQA's relaxed
 accuracy, and multiple-choice answers given either as the option letter or the option text.
 

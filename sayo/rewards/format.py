@@ -1,6 +1,6 @@
 """Format reward r_fmt: 1 when the response follows the reasoning-then-answer template, else 0.
 
-Why: SAYO's total reward includes a format term so that answers stay parsable (method.md, "Total
+Why: SAYO's total reward includes a format term so that answers stay parsable (docs/method.md, "Total
 reward and optimisation": ``<think>…</think><answer>…</answer>``) [paper].
 
 Exact rules [ours]:

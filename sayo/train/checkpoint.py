@@ -1,6 +1,6 @@
 """Checkpoints that resume a run exactly, and a final policy directory that loads like any model.
 
-Why this shape (architecture.md, "Training"): a step checkpoint is an HF `save_pretrained`
+Why this shape (docs/architecture.md, "Training"): a step checkpoint is an HF `save_pretrained`
 directory plus everything else a resumed run needs to take the very same next step — optimizer
 and scheduler state, every RNG (python, numpy, torch CPU and CUDA) and the trainer's own state
 (step, samples seen, data position). Restoring all of it makes a resumed run bit-identical to an

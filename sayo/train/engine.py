@@ -1,7 +1,7 @@
 """The optimisation engine the SFT and GRPO loops call: backward, step, learning rate, unwrap.
 
 Why a separate engine: the training loops (`sayo.train.sft`, `sayo.train.grpo`) must read the
-same on one CPU process and on a DeepSpeed ZeRO-2/3 job over many GPUs (architecture.md,
+same on one CPU process and on a DeepSpeed ZeRO-2/3 job over many GPUs (docs/architecture.md,
 "Training"). They only see the `Engine` protocol; `build_engine` picks the implementation:
 
 - `PlainEngine`: torch AdamW over the trainable parameters, `LambdaLR`, gradient clipping.

@@ -1,4 +1,4 @@
-"""The `grpo` stage: GRPO with SAYO's region-attention reward (docs/method.md, "Total reward").
+"""The `grpo` stage: GRPO with SAYO's region-attention reward (docs/method.md, "Total reward and optimisation").
 
 One step reads top to bottom (the phases and their records: `sayo.train.grpo_step`):
   1. sample   — P prompts × G sampled completions (KV cache, temperature/top-p, stop at EOS)

@@ -1,7 +1,7 @@
 """Multi-process runs: the `torchrun` command line of a stage and the DeepSpeed JSON it runs with.
 
 Why a helper: the Kubeflow Trainer job (multi-node GRPO), a GPU VM and the docs must start the
-very same `python -m sayo <stage> --config ... key=value` entry point (architecture.md,
+very same `python -m sayo <stage> --config ... key=value` entry point (docs/architecture.md,
 "Orchestration"); building the argv in one place keeps them from drifting. torchrun sets
 RANK/LOCAL_RANK/WORLD_SIZE/MASTER_* for each process, which DeepSpeed reads on `initialize`.
 Rendezvous is torchrun's static one (node 0 is the master), as Kubeflow's PyTorchJob sets it up.

@@ -1,6 +1,6 @@
 """LoRA adapters on the language decoder, and the reference policy they give for free.
 
-Why LoRA here: GRPO needs the policy and a frozen reference for the KL term (method.md). With
+Why LoRA here: GRPO needs the policy and a frozen reference for the KL term (docs/method.md). With
 adapters the reference is the same network with the adapters switched off, so the 3B/7B recipes
 need no second copy of the weights; without LoRA, `frozen_copy` is the reference.
 

@@ -1,4 +1,4 @@
-"""The `sft` stage: supervised warm-up on answer-formatted data before RL (method.md).
+"""The `sft` stage: supervised warm-up on answer-formatted data before RL (docs/method.md).
 
 Without it the policy never emits `<think>…</think><answer>…</answer>`, the format and accuracy
 rewards are all zero and GRPO's group advantages vanish. Each target is the answer in the

@@ -1,6 +1,6 @@
 """Synthetic region-grounded data: questions answerable only by looking at one annotated region.
 
-The tiny CPU recipe trains on these (method.md, "Defaults": "synthetic grounded data"): each
+The tiny CPU recipe trains on these (docs/method.md, "Defaults for the paper-scale recipe": "synthetic grounded data"): each
 picture holds a target among distractors, the question names the target uniquely, and the
 sample's region is the target's tight box. Everything is a pure function of (config, task, index),
 so the same config gives byte-identical images. One module per concern:

@@ -1,6 +1,6 @@
 """The `bars` task: a ChartQA-like bar chart, "What is the value of bar C?".
 
-Why this shape: ChartQA is one of the paper's benchmarks (method.md, "Findings"), and reading one
+Why this shape: ChartQA is one of the paper's benchmarks (docs/method.md, "Findings to reproduce"), and reading one
 bar among distractor bars is the simplest chart question with a single answering region. The
 region is the target bar with its top, its value label (when drawn) and its letter, measured from
 drawn pixels. Values are small integers on a 0..`axis_max` axis with a gridline per unit, so bar

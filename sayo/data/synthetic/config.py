@@ -2,7 +2,7 @@
 
 Why a synthetic set: the tiny CPU recipe needs grounded questions that a 2.5M-parameter model can
 learn in minutes and that *cannot* be answered without looking at one annotated region, so the
-attention reward (method.md, "The attention reward") has something meaningful to measure.
+attention reward (docs/method.md, "The attention reward") has something meaningful to measure.
 `difficulty` is the single knob that makes the pictures harder without changing the vocabulary.
 """
 

@@ -1,7 +1,7 @@
 """Turn task drafts into `Sample`s and write/read them as a content-addressed dataset directory.
 
 Why content addressing and atomic writes: the `data` stage's output is versioned by DVC and pushed
-to S3 (architecture.md, "The stages"); naming each image by the sha256 of its PNG bytes makes
+to S3 (docs/architecture.md, "The stages"); naming each image by the sha256 of its PNG bytes makes
 identical images stored once and the manifest reproducible byte for byte, and building the
 directory next to its destination then renaming it means a crash never leaves a half-written
 dataset where a good one used to be.
