@@ -9,7 +9,7 @@ EXTRAS ?= dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sayo-installed-$(EXTRAS)
 
-.PHONY: install demo test test-fast lint lint-infra bench clean
+.PHONY: install demo test test-fast lint lint-infra bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ lint-infra: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_capture.py
+
+# On a machine with one CUDA GPU (and the CUDA build of torch, see TORCH_SPEC above), in <= 8 min: the
+# tests marked gpu, the ZeRO-2 GRPO benchmark at the 3B shape and the full-depth attention capture,
+# results in benchmarks/results/*_gpu.md. Without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache
