@@ -166,7 +166,10 @@ def test_makefile_installs_with_the_constraints_and_the_pinned_torch() -> None:
             ["numpy==2.4.6", "torch==2.13.0"],
         ),  # label dropped, sorted
         ({"sayo": "0.1.0", "pip": "26", "setuptools": "80", "wheel": "1"}, []),  # the checkout, the installer
-        ({"nvidia-cudnn-cu12": "9.1", "triton": "3.4.0", "Jinja2": "3.1.6"}, ["jinja2==3.1.6"]),  # CUDA-only
+        (
+            {"nvidia-cudnn-cu12": "9.1", "triton": "3.4.0", "cuda-bindings": "13.5", "Jinja2": "3.1.6"},
+            ["jinja2==3.1.6"],
+        ),
         (
             {"ruamel.yaml": "0.18.1", "typing_extensions": "4.15"},
             ["ruamel-yaml==0.18.1", "typing-extensions==4.15"],
