@@ -1,6 +1,8 @@
 # sayo — the two set-up commands are `make demo` and `make test` (see README).
 # Both create .venv on first use. TORCH_SPEC picks the torch build: the CPU wheel by default;
 # for CUDA, install the matching wheel, e.g. `make demo TORCH_SPEC="torch==2.13.0" PIP_INDEX_ARGS="--index-url <CUDA wheel index>"`.
+# Every version comes from constraints.txt (`make constraints` regenerates it), the same file the
+# images in infra/docker/ install with, so tests and images run the same versions.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -8,17 +10,37 @@ PIP_INDEX_ARGS ?=
 EXTRAS ?= dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sayo-installed-$(EXTRAS)
+CONSTRAINTS := constraints.txt
+SCRATCH := .venv-constraints
 
-.PHONY: install demo test test-fast lint lint-infra bench clean
+.PHONY: install constraints demo test test-fast lint lint-infra bench gpu-check clean
 
-$(STAMP): pyproject.toml
+# torch alone first, from PIP_INDEX_ARGS' index and without its dependencies (a CUDA wheel index need
+# not carry the pinned versions of those); the second install takes them, and everything else, from
+# the package registry, pinned by constraints.txt
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_INDEX_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --no-deps $(PIP_INDEX_ARGS) -c $(CONSTRAINTS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(STAMP)
+
+# Regenerate constraints.txt after a dependency change in pyproject.toml: resolve `.[dev,mlflow-server]`
+# (dev holds every extra the sayo images install; mlflow-server is the tracking server image's) afresh in a
+# scratch venv, CPU torch first, and pin what it installed (infra/constraints.py). Commit the result;
+# `make install` and the image builds then pick it up.
+constraints:
+	rm -rf $(SCRATCH)
+	$(PYTHON) -m venv $(SCRATCH)
+	$(SCRATCH)/bin/python -m pip install --quiet --upgrade pip
+	$(SCRATCH)/bin/python -m pip install --quiet --no-deps $(PIP_INDEX_ARGS) "$(TORCH_SPEC)"
+	$(SCRATCH)/bin/python -m pip install --quiet -e ".[dev,mlflow-server]"
+	$(SCRATCH)/bin/python -m pip check
+	$(SCRATCH)/bin/python infra/constraints.py > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	rm -rf $(SCRATCH)
 
 # The main job end to end on the embedded defaults (tiny policy, synthetic data, local MLflow in
 # mlruns.db): a look at the rewards, then data -> sft -> grpo -> evaluate -> register.
@@ -61,5 +83,11 @@ lint-infra: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention_capture.py
 
+# On a machine with one CUDA GPU (and the CUDA build of torch, see TORCH_SPEC above), in <= 8 min: the
+# tests marked gpu, the ZeRO-2 GRPO benchmark at the 3B shape and the full-depth attention capture,
+# results in benchmarks/results/*_gpu.md. Without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(SCRATCH) outputs .pytest_cache .ruff_cache .mypy_cache

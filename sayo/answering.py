@@ -21,13 +21,15 @@ from torch import Tensor
 
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
+from sayo.logprobs import token_kl
 from sayo.prompts import build_prompt_batch, prompt_region_mask
 from sayo.regions import token_grid_shape
 from sayo.rewards import accuracy_reward, extract_answer, format_reward
 from sayo.rewards.attention import attention_on_region
 from sayo.rewards.config import AttentionConfig
 from sayo.sampling import decode_completions, generate_completions, stop_and_suppress
-from sayo.scoring import attention_map, score_rollouts
+from sayo.scoring import attention_map, completion_logits, score_rollouts
+from sayo.vision import blank_patches
 
 
 @dataclass
@@ -132,7 +134,15 @@ def _attention(
         region_mask=region_mask.to(ids.device),
     )
     assert scores.region is not None
-    selected, measures = attention_on_region(scores.entropy, mask, scores.region, options.attention)
+    sensitivity = None
+    if options.attention.select != "entropy":  # the image blanked: how much each token depends on it
+        blank = {**prompts, "pixel_values": blank_patches(prompts["pixel_values"], prompts["image_grid_thw"])}
+        sensitivity = token_kl(
+            completion_logits(model, prompts, ids, mask), completion_logits(model, blank, ids, mask)
+        )
+    selected, measures = attention_on_region(
+        scores.entropy, mask, scores.region, options.attention, sensitivity
+    )
     answers.region_attention = measures.share.cpu()  # [B·n]
     answers.attention_lift = measures.lift.cpu()  # [B·n]
     answers.attention_reward = measures.reward.cpu()  # [B·n]

@@ -48,7 +48,9 @@ def resolve_layers(layers: LayerSpec, num_layers: int) -> list[int]:
             raise ValueError(f"layers={layers}: 'last k' needs 1 <= k <= {num_layers}")
         return list(range(num_layers - layers, num_layers))
     if isinstance(layers, (str, bool)) or not isinstance(layers, Sequence):
-        raise ValueError(f"layers={layers!r}: expected 'last_half', 'last', 'all', an int k or a list of indices")
+        raise ValueError(
+            f"layers={layers!r}: expected 'last_half', 'last', 'all', an int k or a list of indices"
+        )
     resolved = sorted({_layer_index(i, num_layers) for i in layers})
     if not resolved:
         raise ValueError("layers=[]: choose at least one decoder layer")

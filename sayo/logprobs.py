@@ -68,3 +68,27 @@ def token_logprobs(logits: Tensor, tokens: Tensor, chunk_size: int = 1024) -> Te
     if not chunks:
         return logits.new_zeros(logits.shape[:2], dtype=torch.float32)  # [B, 0]
     return torch.cat(chunks, dim=1)  # [B, T]
+
+
+def token_kl(logits: Tensor, other_logits: Tensor, chunk_size: int = 1024) -> Tensor:
+    """KL(p ‖ q) between the next-token distributions of two forwards, per position, in float32.
+
+    Args:
+        logits: [B, T, V] scores giving p (e.g. with the real image).
+        other_logits: [B, T, V] scores giving q (e.g. with the image blanked).
+        chunk_size: positions per chunk.
+
+    Returns:
+        [B, T] float32 KL divergences in nats (≥ 0).
+    """
+    _check_logits(logits, chunk_size)
+    if other_logits.shape != logits.shape:
+        raise ValueError(f"logits shapes differ: {tuple(logits.shape)} and {tuple(other_logits.shape)}")
+    chunks = []
+    for start in range(0, logits.shape[1], chunk_size):
+        logp = torch.log_softmax(logits[:, start : start + chunk_size].float(), dim=-1)  # [B, C, V]
+        logq = torch.log_softmax(other_logits[:, start : start + chunk_size].float(), dim=-1)  # [B, C, V]
+        chunks.append((logp.exp() * (logp - logq)).sum(dim=-1).clamp(min=0.0))  # [B, C]
+    if not chunks:
+        return logits.new_zeros(logits.shape[:2], dtype=torch.float32)  # [B, 0]
+    return torch.cat(chunks, dim=1)  # [B, T]

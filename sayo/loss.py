@@ -13,12 +13,15 @@ Where this departs from the textbook / the choices left open [ours]:
 - ``bnpo`` and ``dapo`` are the same here (sum over valid tokens / number of valid tokens); the
   trainer tells them apart across processes: ``dapo`` divides by the valid tokens of all ranks
   (`sayo.train.grpo.update`), ``bnpo`` by the rank's own;
-- a group of one rollout has undefined std; its advantage is defined as 0 (nothing to compare).
+- a group of one rollout has undefined std; its advantage is defined as 0 (nothing to compare);
+- options against amplified noise: a floor under the std (`std_floor`), and normalising each reward
+  component before weighting them (`combined_advantages`).
 - masked positions are zeroed *before* exp, so garbage log-probs there give exact-zero gradients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 import torch
@@ -31,7 +34,9 @@ LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 STD_EPS = 1e-4
 
 
-def group_advantages(rewards: Tensor, group_size: int, scale: str = "group") -> Tensor:
+def group_advantages(
+    rewards: Tensor, group_size: int, scale: str = "group", std_floor: float = 0.0
+) -> Tensor:
     """Rewards minus their group's mean, optionally divided by a std.
 
     Args:
@@ -39,6 +44,8 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group") -> 
         group_size: rollouts per prompt, G >= 1 dividing B.
         scale: ``group`` divides by each group's unbiased std + 1e-4, ``batch`` by the whole batch's
             unbiased std + 1e-4, ``none`` only centres.
+        std_floor: [ours] the std is taken as at least this, so differences far below it (noise in a
+            group whose other rewards tie) are not blown up to unit-size advantages; 0 = off.
 
     Returns:
         [B] float32 advantages; all 0 when ``group_size`` is 1 (every rollout is its own baseline).
@@ -54,11 +61,45 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group") -> 
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B/G, G]
     if group_size == 1 or scale == "none":
         return centred.reshape(-1)  # [B]; exactly 0 when G == 1
+    if std_floor < 0:
+        raise ValueError(f"std_floor must be >= 0, got {std_floor!r}")
     if scale == "group":
         std = grouped.std(dim=1, keepdim=True, correction=1)  # [B/G, 1]
     else:
         std = rewards.float().std(correction=1)  # []
-    return (centred / (std + STD_EPS)).reshape(-1)  # [B]
+    return (centred / (std.clamp(min=std_floor) + STD_EPS)).reshape(-1)  # [B]
+
+
+def combined_advantages(
+    components: Mapping[str, Tensor],
+    weights: Mapping[str, float],
+    group_size: int,
+    scale: str = "group",
+    std_floor: float = 0.0,
+) -> Tensor:
+    """Σ_i w_i · A(r_i): each reward component normalised on its own, then weighted [ours].
+
+    With one std for the weighted total (`group_advantages` of Σ w_i r_i), a component that barely
+    varies inside a group is divided by the same std as one that varies a lot; normalising each
+    component first gives every weighted term a comparable scale, and ``std_floor`` keeps a
+    component that is constant up to noise from being amplified.
+
+    Args:
+        components: name → [B] rewards (grouped as in `group_advantages`).
+        weights: name → weight; components without a weight, or weight 0, add nothing.
+
+    Returns:
+        [B] float32 advantages.
+    """
+    if not components:
+        raise ValueError("combined_advantages needs at least one reward component")
+    first = next(iter(components.values()))
+    total = torch.zeros(first.shape[0], dtype=torch.float32, device=first.device)  # [B]
+    for name, values in components.items():
+        weight = float(weights.get(name, 0.0))
+        if weight:
+            total = total + weight * group_advantages(values, group_size, scale, std_floor)  # [B]
+    return total
 
 
 def _check_loss_args(

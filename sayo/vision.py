@@ -57,6 +57,10 @@ class SharedImages:
     def to(self, device: str | torch.device) -> SharedImages:
         return SharedImages(self.pixel_values.to(device), self.grid_thw.to(device), self.row_image)
 
+    def blanked(self) -> SharedImages:
+        """The same images with their content removed (each one its mean colour), for vision sensitivity."""
+        return SharedImages(blank_patches(self.pixel_values, self.grid_thw), self.grid_thw, self.row_image)
+
     def encode(self, model: Any) -> tuple[Tensor, ...]:
         """Features of each distinct image ([tokens_i, hidden] each), the tower run once per image."""
         out = model.get_image_features(self.pixel_values, self.grid_thw, return_dict=True)
@@ -74,6 +78,21 @@ class SharedImages:
         if rest or self.row_image != [i for i in range(images) for _ in range(size)]:
             return None
         return [i * size for i in range(images)], size
+
+
+def blank_patches(pixel_values: Tensor, grid_thw: Tensor) -> Tensor:
+    """Every patch of each image replaced by that image's mean patch: a flat image of its mean colour.
+
+    The perturbation of vision-sensitivity token selection (`sayo.rewards.selection`): a token whose
+    next-token distribution changes when the image carries no information depends on what it saw.
+
+    Args:
+        pixel_values: [patches, D] the processor's patches, images concatenated in order.
+        grid_thw: [N, 3] each image's (t, h, w) patch grid.
+    """
+    sizes = grid_thw.prod(dim=-1).tolist()  # patches per image
+    parts = [block.mean(dim=0, keepdim=True).expand_as(block) for block in pixel_values.split(sizes)]
+    return torch.cat(parts)  # [patches, D]
 
 
 def encoder_inputs(features: Sequence[Tensor]) -> dict[str, Any]:

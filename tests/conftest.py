@@ -11,6 +11,16 @@ from sayo.models import build_tiny
 from sayo.recipe import load_recipe
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA device: skipped, with the reason, where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run on a GPU machine: make gpu-check)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sayo_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the tiny-model cache of the tests out of the user's ~/.cache."""

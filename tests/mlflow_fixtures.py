@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# uri -> directory holding the server's sqlite store, artifacts and log (for tests that grep what it stored)
+SERVER_ROOTS: dict[str, Path] = {}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -67,6 +70,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         wait_healthy(uri, proc, log)
+        SERVER_ROOTS[uri] = root
         yield uri
     finally:
         stop_group(proc)

@@ -38,7 +38,13 @@ def test_batch_scaled_advantages_use_every_ranks_rewards(monkeypatch):
     import torch
 
     from sayo.loss import group_advantages
-    from sayo.train.grpo import rank_advantages
+    from sayo.train import grpo
+    from sayo.train.config import GRPOConfig
+    from sayo.train.grpo_step import Rewards
+
+    def rank_advantages(values, group_size, scale):
+        config = GRPOConfig(group_size=group_size, advantage_scale=scale)
+        return grpo.rank_advantages(Rewards(values, {"accuracy": values}), {"accuracy": 1.0}, config)
 
     everyone = torch.tensor([1.0, 0.0, 0.5, 0.5, 3.0, 1.0, 2.0, 2.0])  # 2 ranks × 2 groups of 2
     want = group_advantages(everyone, 2, scale="batch")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sayo.loss import group_advantages, policy_loss
+from sayo.loss import combined_advantages, group_advantages, policy_loss
 
 # ---------------------------------------------------------------- group_advantages
 
@@ -227,3 +227,34 @@ def test_bad_arguments_raise(kwargs: dict[str, object], message: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         policy_loss(**args)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- noise-robust advantages
+
+
+def test_std_floor_keeps_noise_from_becoming_unit_advantages():
+    # one group whose rewards tie up to 0.0004 (accuracy and format equal, attention noise)
+    rewards = torch.tensor([1.5000, 1.5004, 1.4998, 1.5002])
+    plain = group_advantages(rewards, 4)  # ~unit advantages out of 0.0004 of noise
+    assert float(plain.abs().max()) > 0.5
+    floored = group_advantages(rewards, 4, std_floor=0.1)  # centred / (max(std, 0.1) + 1e-4)
+    centred = rewards - rewards.mean()
+    torch.testing.assert_close(floored, centred / (0.1 + 1e-4))
+    assert float(floored.abs().max()) < 0.005
+    wide = torch.tensor([0.0, 1.0, 0.0, 1.0])  # a real signal (std 0.577) is untouched by a 0.1 floor
+    torch.testing.assert_close(group_advantages(wide, 4, std_floor=0.1), group_advantages(wide, 4))
+    with pytest.raises(ValueError, match="std_floor"):
+        group_advantages(rewards, 4, std_floor=-1.0)
+
+
+def test_combined_advantages_normalise_each_component_then_weight():
+    accuracy = torch.tensor([1.0, 0.0, 1.0, 1.0])  # mean 0.75, std 0.5
+    attention = torch.tensor([0.2, 0.4, 0.2, 0.2])  # mean 0.25, std 0.1
+    components = {"accuracy": accuracy, "region_attention": attention, "format": torch.ones(4)}
+    weights = {"accuracy": 1.0, "region_attention": 0.5}  # format has no weight: adds nothing
+    expected = (accuracy - 0.75) / (0.5 + 1e-4) + 0.5 * (attention - 0.25) / (0.1 + 1e-4)
+    got = combined_advantages(components, weights, group_size=4)
+    torch.testing.assert_close(got, expected)
+    # the total's own normalisation would let accuracy's larger scale drown the attention term
+    total = accuracy + 0.5 * attention
+    assert not torch.allclose(group_advantages(total, 4), got)

@@ -139,3 +139,12 @@ def test_compile_with_another_image(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert defaults["image"]["defaultValue"] == "registry.example/sayo:1.2"
     assert defaults["gpu_image"]["defaultValue"] == "registry.example/sayo:1.2-cuda"
+
+
+def test_trainer_api_is_a_pipeline_parameter_of_the_job_step(compiled: tuple) -> None:
+    spec, _, _ = compiled
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["trainer_api"]["defaultValue"] == "v2.2"  # Kubeflow Trainer 2.2+ unless told otherwise
+    job = spec["components"]["comp-condition-2"]["dag"]["tasks"]["grpo-trainjob"]
+    wired = job["inputs"]["parameters"]["trainer_api"]["componentInputParameter"]
+    assert wired == "pipelinechannel--trainer_api"

@@ -24,26 +24,57 @@ def request(**changes: Any) -> JobRequest:
     return JobRequest(**{**base, **changes})
 
 
-def test_trainjob_manifest() -> None:
-    job = job_manifest(request())
+SECRET_ENV = {
+    "MLFLOW_TRACKING_URI": "sayo-mlflow",
+    "MLFLOW_TRACKING_USERNAME": "sayo-mlflow",
+    "MLFLOW_TRACKING_PASSWORD": "sayo-mlflow",
+    "AWS_ACCESS_KEY_ID": "sayo-s3",
+    "AWS_SECRET_ACCESS_KEY": "sayo-s3",
+    "AWS_ENDPOINT_URL": "sayo-s3",
+    "MLFLOW_S3_ENDPOINT_URL": "sayo-s3",
+}
+
+
+def _pod_patch(spec: dict[str, Any], trainer_api: str) -> dict[str, Any]:
+    """The pod fields patched into the runtime's `node` job, from either TrainJob form."""
+    if trainer_api == "v2.1":
+        [override] = spec["podTemplateOverrides"]
+        assert override["targetJobs"] == [{"name": "node"}] and "runtimePatches" not in spec
+        return dict(override["spec"])
+    [patch] = spec["runtimePatches"]
+    assert patch["manager"] == "sayo.dev/pipeline" and "podTemplateOverrides" not in spec
+    [job] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == "node"
+    return dict(job["template"]["spec"]["template"]["spec"])
+
+
+@pytest.mark.parametrize("trainer_api", ["v2.2", "v2.1"])
+def test_trainjob_manifest(trainer_api: str) -> None:
+    job = job_manifest(request(trainer_api=trainer_api, service_account="sayo-pipeline"))
     assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
     assert job["metadata"]["namespace"] == "ml"
     trainer = job["spec"]["trainer"]
     assert job["spec"]["runtimeRef"] == {"name": "torch-distributed"}
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (4, 8)
     assert trainer["resourcesPerNode"]["limits"] == {"nvidia.com/gpu": "8"}
-    override = job["spec"]["podTemplateOverrides"][0]
-    assert override["targetJobs"] == [{"name": "node"}]
-    pod = override["spec"]
+    # credentials: through the trainer's env (a patch may not set the node container's env)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in trainer["env"]}
+    assert {name: ref["name"] for name, ref in refs.items()} == SECRET_ENV
+    assert all(ref["key"] == name and ref["optional"] for name, ref in refs.items())
+    pod = _pod_patch(job["spec"], trainer_api)
     assert pod["nodeSelector"] == {"sayo.dev/node-pool": "gpu"}
+    assert pod["serviceAccountName"] == "sayo-pipeline"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["volumes"][0]["emptyDir"]["medium"] == "Memory"
-    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    [container] = pod["containers"]
+    assert container["name"] == "node" and set(container) == {"name", "volumeMounts"}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"/dev/shm", "/workspace"}  # shared memory and a writable scratch for a non-root image
-    assert pod["containers"][0]["envFrom"] == [
-        {"secretRef": {"name": "sayo-mlflow"}},
-        {"secretRef": {"name": "sayo-s3"}},
-    ]
+
+
+def test_default_trainjob_form_is_the_current_trainer() -> None:
+    assert request().trainer_api == "v2.2"
+    assert "runtimePatches" in job_manifest(request())["spec"]
 
 
 def test_pytorchjob_manifest_has_master_and_workers() -> None:
@@ -53,6 +84,7 @@ def test_pytorchjob_manifest_has_master_and_workers() -> None:
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 2)
     container = replicas["Worker"]["template"]["spec"]["containers"][0]
     assert container["name"] == "pytorch" and container["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]} == SECRET_ENV
     assert "Worker" not in job_manifest(request(kind="pytorchjob", nodes=1))["spec"]["pytorchReplicaSpecs"]
 
 
@@ -89,6 +121,7 @@ def test_overrides_are_shell_quoted() -> None:
     ("changes", "message"),
     [
         ({"kind": "mpijob"}, "kind"),  # unknown job kind
+        ({"trainer_api": "v2.0"}, "trainer_api"),  # podSpecOverrides is not generated
         ({"nodes": 0}, "nodes"),  # at least one node
         ({"staging_uri": "/tmp/x"}, "staging_uri"),  # nodes share data through S3 only
         ({"name": "x" * 64}, "name"),  # Kubernetes name limit
@@ -124,12 +157,13 @@ class FakeApi:
     """A CustomObjectsApi that reports the given states one poll after another."""
 
     def __init__(self, states: list[list[dict[str, str]]]) -> None:
-        self.states, self.created = states, []
+        self.states, self.created, self.options = states, [], []
 
     def create_namespaced_custom_object(
-        self, group: str, version: str, ns: str, plural: str, body: dict
+        self, group: str, version: str, ns: str, plural: str, body: dict, **options: Any
     ) -> None:
         self.created.append((group, version, ns, plural, body))
+        self.options.append(options)
 
     def get_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str, name: str) -> dict:
         return {"metadata": {"name": name}, "status": {"conditions": self.states.pop(0)}}
@@ -140,6 +174,7 @@ def test_create_and_wait_until_complete() -> None:
     sleeps: list[float] = []
     create_and_wait(job_manifest(request()), api, poll_s=5, sleep=sleeps.append)
     assert api.created[0][:4] == ("trainer.kubeflow.org", "v1alpha1", "ml", "trainjobs")
+    assert api.options == [{"field_validation": "Strict"}]  # an unknown field fails, not silently dropped
     assert sleeps == [5, 5]
 
 
@@ -155,3 +190,20 @@ def test_create_and_wait_times_out() -> None:
     api = FakeApi([[]] * 5)
     with pytest.raises(TimeoutError):
         create_and_wait(job_manifest(request()), api, poll_s=10, timeout_s=20, sleep=lambda s: None)
+
+
+def test_the_kubernetes_client_sends_strict_field_validation() -> None:
+    """Through the real `CustomObjectsApi`: the create carries the API server's `fieldValidation=Strict`."""
+    client = pytest.importorskip("kubernetes.client")
+
+    class Recorder(client.ApiClient):
+        def call_api(
+            self, path: str, method: str, path_params: Any, query_params: Any, *a: Any, **k: Any
+        ) -> Any:
+            self.sent.append((method, dict(query_params)))
+            return {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+    recorder = Recorder()
+    recorder.sent = []
+    create_and_wait(job_manifest(request()), client.CustomObjectsApi(recorder), sleep=lambda s: None)
+    assert recorder.sent == [("POST", {"fieldValidation": "Strict"}), ("GET", {})]

@@ -16,9 +16,11 @@ import typer
 from sayo.cli.common import DEFAULT, Overrides, RecipeOption, recipe_from
 from sayo.cli.data import register as register_data_commands
 from sayo.cli.evaluate import register as register_evaluation_commands
+from sayo.cli.experiment import register as register_experiment_commands
 from sayo.cli.kubeflow import register as register_pipeline_commands
 from sayo.cli.recipes import register as register_recipe_commands
 from sayo.cli.train import register as register_training_commands
+from sayo.cli.train import register_diagnose
 from sayo.demo import DemoConfig, run_demo
 from sayo.models import TinySpec, save_tiny
 
@@ -68,8 +70,10 @@ def model_tiny(
 
 register_data_commands(app)
 register_training_commands(app)
+register_diagnose(app)
 register_evaluation_commands(app)
 register_recipe_commands(app)
+register_experiment_commands(app)
 register_pipeline_commands(app)
 
 

@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from sayo.cli.common import DEFAULT, Overrides, RecipeOption, recipe_from
+from sayo.train.config import grpo_start
+from sayo.train.diagnose import diagnose as run_diagnose
+from sayo.train.diagnose import report_lines
 from sayo.train.grpo import train_grpo
 from sayo.train.sft import train_sft
 
@@ -37,3 +40,26 @@ def register(app: typer.Typer) -> None:
         recipe.checkpoint.resume = recipe.checkpoint.resume or resume
         result = train_grpo(recipe)
         typer.echo(f"grpo: final checkpoint {result.final_dir} (MLflow run {result.run_id})")
+
+
+def register_diagnose(app: typer.Typer) -> None:
+    """Add `sayo diagnose` to the `sayo` app."""
+
+    @app.command()
+    def diagnose(
+        config: RecipeOption = DEFAULT,
+        overrides: Overrides = None,
+        checkpoint: Annotated[
+            str | None,
+            typer.Option(help="policy to sample from (default: where GRPO would start, grpo.init_from)"),
+        ] = None,
+        prompts: Annotated[int, typer.Option(min=2, help="prompts of the training split")] = 32,
+        group_size: Annotated[
+            int | None, typer.Option(min=2, help="rollouts per prompt (default grpo.group_size)")
+        ] = None,
+    ) -> None:
+        """Signal check: each reward term's within- vs between-group spread, attention lift; warns on no signal."""
+        recipe = recipe_from(config, overrides)
+        report = run_diagnose(recipe, checkpoint or grpo_start(recipe), prompts, group_size)
+        for line in report_lines(report):
+            typer.echo(line)

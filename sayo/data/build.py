@@ -5,7 +5,9 @@ build fails with *all* its problems listed (or, with `skip_invalid`, records the
 `rejected.jsonl`); mixing and splitting are hashes of (seed, source, id), so they are
 deterministic and adding samples never moves existing ones between splits. The directory is
 written next to its destination and renamed into place at the very end: an interrupted or failed
-build leaves the previous dataset untouched (docs/architecture.md, "The stages").
+build leaves the previous dataset untouched (docs/architecture.md, "The stages"). What a *killed* build
+leaves next to the output (its locked staging root) is removed by the next build of the same
+output (`sayo.data.staging`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,12 +25,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sayo.atomic import swap_into_place
 from sayo.data import layout
 from sayo.data.card import dataset_card, pick_preview, preview_grid
 from sayo.data.config import SPLIT_NAMES, DataConfig, SplitConfig
 from sayo.data.importers import import_source
 from sayo.data.schema import Sample
+from sayo.data.staging import DATA, staging_root, swap_in, sweep_stale
 from sayo.data.stats import compute_stats
 from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
 from sayo.viz import save_png
@@ -146,20 +146,17 @@ def build(config: DataConfig, skip_invalid: bool = False, progress: bool = True)
     """
     start = time.perf_counter()
     out = Path(config.path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        collected = _collect(config, staging, progress)
+    sweep_stale(out)  # what killed builds of this output left behind
+    with staging_root(out) as root:
+        target = root / DATA
+        collected = _collect(config, target, progress)
         if collected.problems and not skip_invalid:
             raise DataValidationError(collected.problems, shown=config.max_problems)
         if not collected.samples:
             raise DataValidationError([Problem("<config>", 0, "sources", "no valid sample in any source")])
         splits = [assign_split(group, config.seed, config.splits) for group in collected.groups]
-        stats = _write_outputs(staging, config, collected, splits)
-        os.chmod(staging, 0o755)
-        swap_into_place(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        stats = _write_outputs(target, config, collected, splits)
+        swap_in(root, out)
     seconds = time.perf_counter() - start
     log.info("built %d samples into %s in %.1f s", stats["num_samples"], out, seconds)
     return BuildResult(out, stats["num_samples"], stats["per_split"], collected.problems, seconds)

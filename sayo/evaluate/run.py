@@ -56,13 +56,16 @@ class CheckpointEval:
 
 @dataclass
 class EvalResult:
-    """The stage's result: where the files are, the nested metrics and the MLflow run ids."""
+    """The stage's result: where the files are, the metrics, every answer's record, the heatmaps
+    and the MLflow run ids."""
 
     out_dir: Path
     metrics: dict[str, Any]
     run_id: str | None
     checkpoint_run_ids: dict[str, str | None]
     answers_per_s: float
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # checkpoint -> answers
+    galleries: dict[str, list[GalleryItem]] = field(default_factory=dict)  # checkpoint -> heatmap tiles
 
 
 def parse_checkpoints(specs: Sequence[str]) -> dict[str, str]:
@@ -250,7 +253,15 @@ def evaluate(
         )
         run.log_artifact(out)
         children = {e.name: _log_checkpoint_run(cfg, run.run_id, e, metrics[e.name]) for e in evals}
-    return EvalResult(out, metrics, run.run_id, children, answers / max(seconds, 1e-9))
+    return EvalResult(
+        out,
+        metrics,
+        run.run_id,
+        children,
+        answers / max(seconds, 1e-9),
+        records={e.name: e.records for e in evals},
+        galleries={e.name: e.gallery for e in evals},
+    )
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

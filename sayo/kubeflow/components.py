@@ -109,13 +109,17 @@ def grpo_trainjob(
     nodes: int,
     gpus_per_node: int,
     job_kind: str,
+    trainer_api: str,
     deepspeed_config: str,
     staging_uri: str,
     dataset: Input[Dataset],
     sft_model: Input[Model],
     model: Output[Model],
 ):
-    """Create a TrainJob/PyTorchJob of `nodes` × `gpus_per_node` GPUs running `sayo grpo`, await it."""
+    """Create a TrainJob/PyTorchJob of `nodes` × `gpus_per_node` GPUs running `sayo grpo`, await it.
+
+    `trainer_api`: the TrainJob form, `v2.2` (Kubeflow Trainer 2.2 and later) or `v2.1`.
+    """
     import os
 
     from sayo.kubeflow.steps import train_overrides
@@ -142,7 +146,8 @@ def grpo_trainjob(
         staging_uri=f"{staging_uri.rstrip('/')}/{run_name}",
         nodes=nodes,
         gpus_per_node=gpus_per_node,
-        kind=job_kind,  # type: ignore[arg-type]  # a pipeline str; JobRequest checks the value
+        kind=job_kind,
+        trainer_api=trainer_api,
     )
     run_grpo_job(request, dataset.path, sft_model.path, model.path)
     model.metadata.update({"stage": "grpo", "nodes": nodes, "job": request.name, "config": config})

@@ -27,24 +27,11 @@ from sayo.kubeflow.components import grpo as grpo_op
 from sayo.kubeflow.components import grpo_trainjob as grpo_trainjob_op
 from sayo.kubeflow.components import register as register_op
 from sayo.kubeflow.components import sft as sft_op
+from sayo.kubeflow.secrets import SECRET_ENV
 
 PIPELINE_NAME = "sayo"
 GPU_NODE_SELECTOR = ("sayo.dev/node-pool", "gpu")  # label of the GPU node pool (infra/k8s/gpu-nodepool)
 GPU_RESOURCES = {"cpu": "8", "memory": "64Gi", "shm": "16Gi", "accelerator": "nvidia.com/gpu"}
-# secret name -> {key in the secret: environment variable}; templates in infra/k8s/secrets/
-SECRET_ENV = {
-    "sayo-mlflow": {
-        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-        "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-        "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-    },
-    "sayo-s3": {
-        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-        "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
-        "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL",
-    },
-}
 RETRY = {"num_retries": 2, "backoff_duration": "120s", "backoff_factor": 2.0, "backoff_max_duration": "3600s"}
 
 
@@ -135,6 +122,7 @@ def sayo_pipeline(
     grpo_nodes: int = 1,
     gpus_per_node: int = 8,
     grpo_job_kind: str = "trainjob",
+    trainer_api: str = "v2.2",
     deepspeed_config: str = "zero3",
     staging_uri: str = "s3://sayo-artifacts/trainjobs",
 ):
@@ -151,6 +139,8 @@ def sayo_pipeline(
         image, gpu_image: the sayo images (infra/docker/) of the CPU and the GPU steps.
         grpo_nodes: > 1 runs GRPO as a Trainer job of `grpo_nodes` × `gpus_per_node` GPUs.
         grpo_job_kind: `trainjob` (Kubeflow Trainer v2) or `pytorchjob` (Training Operator v1).
+        trainer_api: the TrainJob form, `v2.2` (Trainer 2.2 and later: runtimePatches) or `v2.1`
+            (Trainer 2.1: podTemplateOverrides).
         deepspeed_config, staging_uri: the multi-node job's ZeRO JSON and S3 hand-over prefix.
     """
     data_task = data_op(config=config, overrides=overrides, sources=data_sources)
@@ -190,6 +180,7 @@ def sayo_pipeline(
         "nodes": grpo_nodes,
         "gpus_per_node": gpus_per_node,
         "job_kind": grpo_job_kind,
+        "trainer_api": trainer_api,
         "deepspeed_config": deepspeed_config,
         "staging_uri": staging_uri,
     }

@@ -6,6 +6,21 @@ needs several GPU nodes under torchrun + DeepSpeed. The `grpo_trainjob` componen
 or, for clusters still on the Training Operator, a `PyTorchJob` (`kubeflow.org/v1`), waits for
 it and fails the pipeline step when it fails.
 
+The TrainJob's pod settings (node pool, toleration, volumes) are patches of the runtime's `node`
+job, whose form depends on the Trainer release (`trainer_api`):
+
+    v2.2  (default; Trainer 2.2 and later) `spec.runtimePatches`, keyed by a manager
+          (`sayo.dev/pipeline`): trainingRuntimeSpec.template.spec.replicatedJobs[node].template
+          .spec.template.spec
+    v2.1  (Trainer 2.1) `spec.podTemplateOverrides` with `targetJobs: [node]`; 2.2 removed it.
+
+(Trainer 2.0's `podSpecOverrides` is not generated.) Both forms validate against the CRD schema
+of their release (tests/data/crds/). Neither form may set environment variables of the `node`
+container through the patch, so the credentials arrive through `trainer.env`, one
+`secretKeyRef` per key of `sayo.kubeflow.secrets.SECRET_ENV` (optional, like a missing key under
+`envFrom`). The job is created with `fieldValidation=Strict`, so an API server rejects a field
+its CRD does not know instead of silently dropping it.
+
 Every node runs the same script: fetch the dataset and the SFT checkpoint from the S3 staging
 prefix (`sayo.storage`), then the argv of `sayo.train.launch.launch_command` (the one torchrun
 command line the docs and GPU VMs use too) with the rendezvous taken from the variables the
@@ -23,10 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sayo.kubeflow.secrets import SECRET_ENV
 from sayo.train.launch import launch_command
 
-JobKind = Literal["trainjob", "pytorchjob"]
 JOB_KINDS = ("trainjob", "pytorchjob")
+TRAINER_APIS = ("v2.2", "v2.1")  # the TrainJob form: runtimePatches (2.2+) or podTemplateOverrides (2.1)
+RUNTIME_PATCH_MANAGER = "sayo.dev/pipeline"  # owner of our runtimePatches entry (a domain-prefixed path)
+TRAINER_JOB = "node"  # the torch-distributed runtime's replicated job and container
 WORKDIR = "/workspace"
 # (group, version, plural) of each kind's custom resource
 RESOURCES = {
@@ -53,18 +71,27 @@ class JobRequest:
     staging_uri: str  # s3://bucket/prefix holding data/ and sft/ in, final/ out
     nodes: int = 2
     gpus_per_node: int = 8
-    kind: JobKind = "trainjob"
+    kind: str = "trainjob"  # JOB_KINDS (a pipeline parameter: checked below, not by the type)
+    trainer_api: str = "v2.2"  # TRAINER_APIS: Kubeflow Trainer 2.2+ (runtimePatches) or 2.1
     runtime: str = "torch-distributed"  # TrainJob's ClusterTrainingRuntime
     cpu: str = "16"
     memory: str = "128Gi"
     shm_size: str = "32Gi"
     node_selector: dict[str, str] = field(default_factory=lambda: {"sayo.dev/node-pool": "gpu"})
-    secrets: list[str] = field(default_factory=lambda: ["sayo-mlflow", "sayo-s3"])  # envFrom
+    # secret -> {key: environment variable}, as every pipeline step gets them
+    secret_env: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in SECRET_ENV.items()}
+    )
     service_account: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise ValueError(f"kind = {self.kind!r} is invalid: must be one of {JOB_KINDS}")
+        if self.trainer_api not in TRAINER_APIS:
+            raise ValueError(
+                f"trainer_api = {self.trainer_api!r} is invalid: must be one of {TRAINER_APIS} "
+                "(v2.2 for Kubeflow Trainer 2.2 and later, v2.1 for Trainer 2.1)"
+            )
         if self.nodes < 1 or self.gpus_per_node < 1:
             raise ValueError(
                 f"need nodes >= 1 and gpus_per_node >= 1, got {self.nodes}, {self.gpus_per_node}"
@@ -114,10 +141,19 @@ def node_script(request: JobRequest) -> str:
     )
 
 
+def _secret_env(request: JobRequest) -> list[dict[str, Any]]:
+    """One `secretKeyRef` per key; optional, so a secret without e.g. a password still starts the pod."""
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for secret, keys in request.secret_env.items()
+        for key, env in keys.items()
+    ]
+
+
 def _pod_parts(request: JobRequest) -> dict[str, Any]:
     """Container and pod settings shared by both kinds."""
     return {
-        "env_from": [{"secretRef": {"name": name}} for name in request.secrets],
+        "env": _secret_env(request),
         "resources": {
             "requests": {"cpu": request.cpu, "memory": request.memory},
             "limits": {"nvidia.com/gpu": str(request.gpus_per_node)},
@@ -132,25 +168,37 @@ def _pod_parts(request: JobRequest) -> dict[str, Any]:
 
 
 def _trainjob(request: JobRequest, parts: dict[str, Any]) -> dict[str, Any]:
+    # the patchable pod fields: the same in both forms, only where they go differs
     pod_spec: dict[str, Any] = {
         "nodeSelector": dict(request.node_selector),
         "tolerations": [dict(GPU_TOLERATION)],
         "volumes": parts["volumes"],
-        "containers": [{"name": "node", "volumeMounts": parts["mounts"], "envFrom": parts["env_from"]}],
+        "containers": [{"name": TRAINER_JOB, "volumeMounts": parts["mounts"]}],
     }
     if request.service_account:
         pod_spec["serviceAccountName"] = request.service_account
-    return {
+    spec: dict[str, Any] = {
         "runtimeRef": {"name": request.runtime},
         "trainer": {
             "image": request.image,
             "command": ["bash", "-c", node_script(request)],
+            "env": parts["env"],
             "numNodes": request.nodes,
             "numProcPerNode": request.gpus_per_node,
             "resourcesPerNode": parts["resources"],
         },
-        "podTemplateOverrides": [{"targetJobs": [{"name": "node"}], "spec": pod_spec}],
     }
+    if request.trainer_api == "v2.1":
+        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": TRAINER_JOB}], "spec": pod_spec}]
+        return spec
+    node_patch = {"name": TRAINER_JOB, "template": {"spec": {"template": {"spec": pod_spec}}}}
+    spec["runtimePatches"] = [
+        {
+            "manager": RUNTIME_PATCH_MANAGER,
+            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node_patch]}}},
+        }
+    ]
+    return spec
 
 
 def _pytorchjob(request: JobRequest, parts: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +206,7 @@ def _pytorchjob(request: JobRequest, parts: dict[str, Any]) -> dict[str, Any]:
         "name": "pytorch",
         "image": request.image,
         "command": ["bash", "-c", node_script(request)],
-        "envFrom": parts["env_from"],
+        "env": parts["env"],
         "resources": parts["resources"],
         "volumeMounts": parts["mounts"],
     }
@@ -219,11 +267,17 @@ def create_and_wait(
     timeout_s: float = 7 * 24 * 3600.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Create the job with a `CustomObjectsApi`, poll until it ends; raise if it failed or timed out."""
+    """Create the job with a `CustomObjectsApi`, poll until it ends; raise if it failed or timed out.
+
+    Strict field validation: a field the cluster's CRD does not know (a Trainer older or newer
+    than `trainer_api` says) fails the creation with the field's name instead of being dropped.
+    """
     kind = "trainjob" if manifest["kind"] == "TrainJob" else "pytorchjob"
     group, version, plural = RESOURCES[kind]
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    api.create_namespaced_custom_object(group, version, namespace, plural, manifest)
+    api.create_namespaced_custom_object(
+        group, version, namespace, plural, manifest, field_validation="Strict"
+    )
     waited = 0.0
     while True:
         job = api.get_namespaced_custom_object(group, version, namespace, plural, name)

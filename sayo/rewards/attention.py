@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from sayo.rewards.config import AttentionConfig
-from sayo.rewards.selection import select_high_entropy_tokens
+from sayo.rewards.selection import select_high_entropy_tokens, selection_scores
 
 
 def _image_and_region(region_mask: Tensor, image_mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -305,8 +305,20 @@ def measure_attention(
     )
 
 
+def select_tokens(
+    entropy: Tensor, mask: Tensor, config: AttentionConfig, sensitivity: Tensor | None = None
+) -> Tensor:
+    """[B, T] the response tokens `config` counts: the top `ratio` by the `select` score."""
+    scores = selection_scores(config.select, entropy, sensitivity)  # [B, T]
+    return select_high_entropy_tokens(scores, mask, config.ratio, exclude_last=config.exclude_last)
+
+
 def attention_on_region(
-    entropy: Tensor, mask: Tensor, masses: RegionMasses, config: AttentionConfig
+    entropy: Tensor,
+    mask: Tensor,
+    masses: RegionMasses,
+    config: AttentionConfig,
+    sensitivity: Tensor | None = None,
 ) -> tuple[Tensor, AttentionOnRegion]:
     """Select the tokens that count and measure their attention on the region, as `config` says.
 
@@ -316,10 +328,11 @@ def attention_on_region(
     Args:
         entropy: [B, T] token entropies; mask: [B, T] valid response tokens.
         masses: the tokens' attention masses (`region_masses`).
+        sensitivity: [B, T] the tokens' vision sensitivity, needed when `config.select` uses it.
     Returns:
         `(selected [B, T], measures)`.
     """
-    selected = select_high_entropy_tokens(entropy, mask, config.ratio, exclude_last=config.exclude_last)
+    selected = select_tokens(entropy, mask, config, sensitivity)
     measures = measure_attention(
         masses,
         selected,

@@ -15,7 +15,7 @@ from typing import Literal
 from sayo.config import check
 
 HeadReduce = Literal["mean", "max"]
-TokenSelection = Literal["entropy"]
+TokenSelection = Literal["entropy", "vision", "entropy_x_vision"]
 RewardForm = Literal["share", "area_normalized", "tanh_log_ratio"]
 Aggregation = Literal["mean_of_ratios", "ratio_of_means"]
 
@@ -28,7 +28,9 @@ class AttentionConfig:
         "last_half"  # decoder layers: last_half | last | all | k (last k) | [indices]
     )
     heads: HeadReduce = "mean"  # reduce attention over heads: mean | max
-    select: TokenSelection = "entropy"  # which response tokens count: the top `ratio` by entropy
+    select: TokenSelection = (
+        "entropy"  # rank tokens by entropy | vision (sensitivity to the image) | the product
+    )
     ratio: float = 0.2  # ρ: share of response tokens selected (1.0 = every token, the full-token ablation)
     exclude_last: bool = False  # never select a response's last token (the official code's choice)
     form: RewardForm = "share"  # share | area_normalized | tanh_log_ratio (the official reward)

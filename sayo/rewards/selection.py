@@ -1,9 +1,11 @@
-"""Which response tokens the attention reward looks at: the top-ρ highest-entropy ones.
+"""Which response tokens the attention reward looks at: the top ρ by a per-token score.
 
 Why: SAYO scores attention only on the response tokens where the policy is most uncertain
-(docs/method.md, "The attention reward": H_t = −Σ_v p_t(v) log p_t(v), S = top ρ·T tokens)
+(docs/method.md, "Which tokens count": H_t = −Σ_v p_t(v) log p_t(v), S = top ρ·T tokens)
 [paper]. Rewarding every token adds noise (finding 3) [paper], so the selection is a first-class
-function.
+function. Two other scores are options [ours, after VPPO/VEPO]: the token's *vision sensitivity*
+(how much its next-token distribution changes when the image is blanked, KL(p(·|I) ‖ p(·|I′))),
+and entropy × vision sensitivity (`rewards.attention.select`).
 
 Selection details [ours]: k = ceil(ρ · n_valid) per sequence (at least one token when there is a
 valid token), ties broken by position (earlier first), NaN entropies ranked below every number.
@@ -18,6 +20,20 @@ from torch import Tensor
 
 # Guard against ρ·n landing a hair above an integer in floating point (0.7 · 10 = 7.000000000000001).
 _CEIL_SLACK = 1e-9
+
+
+SELECTIONS = ("entropy", "vision", "entropy_x_vision")
+
+
+def selection_scores(select: str, entropy: Tensor, sensitivity: Tensor | None = None) -> Tensor:
+    """[B, T] the per-token score `select` ranks tokens by (`rewards.attention.select`)."""
+    if select == "entropy":
+        return entropy
+    if select not in SELECTIONS:
+        raise ValueError(f"select={select!r}: expected one of {SELECTIONS}")
+    if sensitivity is None or sensitivity.shape != entropy.shape:
+        raise ValueError(f"select={select!r} needs the tokens' vision sensitivity [B, T] (see sayo.scoring)")
+    return sensitivity if select == "vision" else entropy.clamp(min=0) * sensitivity.clamp(min=0)
 
 
 def select_high_entropy_tokens(

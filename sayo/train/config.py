@@ -80,6 +80,8 @@ class GRPOConfig:
     epsilon_high: float = 0.2  # clip range above 1 (DAPO's clip-higher when > epsilon_low)
     loss_type: LossType = "grpo"  # token aggregation: grpo | bnpo | dapo | dr_grpo (docs/method.md)
     advantage_scale: AdvantageScale = "group"  # divide centred rewards by the group's std | batch's | none
+    advantage_std_floor: float = 0.0  # the std divided by is at least this (0 = off): noise stays noise
+    advantage_per_component: bool = False  # normalise each reward component, then weight (not the total)
     # share each group's prompt: one prefill per prompt in generation (its KV cache repeated G times)
     # and scoring/update with the prompt once and its G completions behind it (sayo.packing); same
     # values, ~G× less prompt compute. Off (or, for scoring, with flash attention): one row per rollout.
@@ -112,6 +114,12 @@ class GRPOConfig:
             f"must be one of {ADVANTAGE_SCALES}",
         )
         check(self.beta >= 0, "grpo.beta", self.beta, "must be >= 0")
+        check(
+            self.advantage_std_floor >= 0,
+            "grpo.advantage_std_floor",
+            self.advantage_std_floor,
+            "must be >= 0",
+        )
         check(self.temperature > 0, "grpo.temperature", self.temperature, "must be > 0")
         check(0 < self.top_p <= 1, "grpo.top_p", self.top_p, "must be in (0, 1]")
 

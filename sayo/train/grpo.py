@@ -33,13 +33,13 @@ from tqdm.auto import tqdm
 from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
-from sayo.loss import group_advantages
+from sayo.loss import combined_advantages, group_advantages
 from sayo.runtime import check_finite, seed_everything
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
-from sayo.train.config import TrainRecipe, grpo_start
-from sayo.train.grpo_step import compute_rewards, make_chunks, sample, score, step_metrics, update
+from sayo.train.config import GRPOConfig, TrainRecipe, grpo_start
+from sayo.train.grpo_step import Rewards, compute_rewards, make_chunks, sample, score, step_metrics, update
 from sayo.train.lora import reference_policy
 from sayo.train.policy import (
     StageResult,
@@ -69,15 +69,25 @@ def reference_factory(policy: TrainablePolicy, cfg: TrainRecipe) -> Callable[[],
     return frozen_reference
 
 
-def rank_advantages(total: torch.Tensor, group_size: int, scale: str) -> torch.Tensor:
-    """Group advantages of this rank's rollouts; `batch` scaling uses the std of every rank's rewards."""
-    if scale != "batch" or distributed.world_size() == 1:
-        return group_advantages(total, group_size, scale=scale)
-    everyone = torch.tensor(distributed.gather_lists(total.tolist()), dtype=total.dtype)
-    start = distributed.rank() * total.shape[0]
-    return group_advantages(everyone, group_size, scale=scale)[start : start + total.shape[0]].to(
-        total.device
-    )
+def rank_advantages(rewards: Rewards, weights: dict[str, float], grpo: GRPOConfig) -> torch.Tensor:
+    """Advantages of this rank's rollouts [B] (`grpo.advantage_*`); `batch` scaling takes the std
+    of every rank's rewards."""
+    parts = dict(rewards.components) if grpo.advantage_per_component else {"total": rewards.total}
+    rows = rewards.total.shape[0]
+    if grpo.advantage_scale == "batch" and distributed.world_size() > 1:
+        start = distributed.rank() * rows
+        parts = {
+            name: torch.tensor(distributed.gather_lists(values.tolist()), dtype=values.dtype)
+            for name, values in parts.items()
+        }
+    else:
+        start = 0
+    scale, floor = grpo.advantage_scale, grpo.advantage_std_floor
+    if grpo.advantage_per_component:
+        advantages = combined_advantages(parts, weights, grpo.group_size, scale, floor)
+    else:
+        advantages = group_advantages(parts["total"], grpo.group_size, scale, floor)
+    return advantages[start : start + rows].to(rewards.total.device)  # [B]
 
 
 def grpo_step(
@@ -118,7 +128,7 @@ def grpo_step(
         pack_groups=grpo.pack_groups,
     )
     rewards = compute_rewards(scored, cfg.rewards)
-    advantages = rank_advantages(rewards.total, grpo.group_size, grpo.advantage_scale)  # [B]
+    advantages = rank_advantages(rewards, cfg.rewards.weights, grpo)  # [B]
     metrics = step_metrics(scored, rewards, advantages, grpo.group_size)
     metrics.update(update(policy.engine, scored, advantages, grpo))
     elapsed = time.perf_counter() - began

@@ -35,14 +35,13 @@ from torch import Tensor
 
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
-from sayo.logprobs import token_logprobs
+from sayo.logprobs import token_kl, token_logprobs
 from sayo.loss import policy_loss
 from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
 from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
 from sayo.rewards import accuracy_reward, combine_rewards, format_reward
-from sayo.rewards.attention import AttentionOnRegion, attention_on_region
+from sayo.rewards.attention import AttentionOnRegion, attention_on_region, select_tokens
 from sayo.rewards.config import RewardConfig
-from sayo.rewards.selection import select_high_entropy_tokens
 from sayo.sampling import decode_completions, generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
 from sayo.train import distributed
@@ -257,14 +256,15 @@ def score(
         ref_logps = None
         if reference is not None:
             ref_logps = _reference_logps(model, reference, chunk, packed, image_token_id, temperature)
+        sensitivity = None
+        if rewards.attention.select != "entropy":
+            sensitivity = vision_sensitivity(model, chunk, packed, temperature)
         if scores.region is None:
             attention = None
-            selected = select_high_entropy_tokens(
-                scores.entropy, chunk.mask, rewards.attention.ratio, rewards.attention.exclude_last
-            )
+            selected = select_tokens(scores.entropy, chunk.mask, rewards.attention, sensitivity)
         else:
             selected, attention = attention_on_region(
-                scores.entropy, chunk.mask, scores.region, rewards.attention
+                scores.entropy, chunk.mask, scores.region, rewards.attention, sensitivity
             )
         out.append(
             ScoredChunk(
@@ -337,14 +337,38 @@ def compute_rewards(chunks: Sequence[ScoredChunk], rewards: RewardConfig) -> Rew
 # ---------------------------------------------------------------- 5. update
 
 
+def _logits(
+    model: Any,
+    chunk: SampledChunk,
+    packed: PackedGroups | None,
+    features: tuple[Tensor, ...],
+    temperature: float,
+) -> Tensor:
+    """[b, T, V] logits predicting the chunk's completion tokens, given the images' `features`."""
+    inputs, packed_inputs = forward_inputs(chunk, packed, features)
+    if packed_inputs is not None:
+        return packed_completion_logits(model, packed_inputs, temperature)
+    return completion_logits(model, inputs, chunk.completion_ids, chunk.mask, temperature)
+
+
+@torch.no_grad()
+def vision_sensitivity(
+    model: Any, chunk: SampledChunk, packed: PackedGroups | None, temperature: float
+) -> Tensor:
+    """[b, T] KL(p(·|image) ‖ p(·|blank image)) of each completion token's distribution.
+
+    Two extra no-grad forwards (the real and the blanked images), only for the selections that
+    rank tokens by how much they depend on the image (`rewards.attention.select`).
+    """
+    blank = chunk.prompt.images.blanked().encode(model)
+    clean = _logits(model, chunk, packed, chunk.features, temperature)  # [b, T, V]
+    return token_kl(clean, _logits(model, chunk, packed, blank, temperature))  # [b, T]
+
+
 def _policy_logps(model: Any, chunk: ScoredChunk, temperature: float) -> Tensor:
     """[b, T] log-probs of the chunk's completions under the current policy, with grad."""
     sampled = chunk.sampled
-    inputs, packed = forward_inputs(sampled, chunk.packed, image_features(model, sampled, grad=True))
-    if packed is not None:
-        logits = packed_completion_logits(model, packed, temperature)  # [b, T, V]
-    else:
-        logits = completion_logits(model, inputs, sampled.completion_ids, sampled.mask, temperature)
+    logits = _logits(model, sampled, chunk.packed, image_features(model, sampled, grad=True), temperature)
     return token_logprobs(logits, sampled.completion_ids)  # [b, T]
 
 

@@ -1,0 +1,238 @@
+"""`sayo experiment ablation`: the paper's reward ablation on one base recipe, end to end.
+
+1. data    the recipe's dataset, and a harder held-out split (`hard`: more distractors, smaller
+           regions), built by the `data` stage;
+2. sft     one warm start shared by every arm (`sayo.train.sft`);
+3. diagnose the signal check on that warm start: each reward term's within- vs between-group
+           spread (`sayo.train.diagnose`);
+4. grpo    every arm × seed from the warm start (`sayo.train.grpo`), each a nested MLflow run;
+5. evaluate the warm start and every GRPO checkpoint on the held-out and the harder split, the
+           same samples for all (`sayo.evaluate.run`);
+6. results  per-arm accuracy and attention lift with paired intervals against the baseline, reward
+           curves, a heatmap gallery, and the results page (`sayo.experiment.results`).
+
+Everything lands under one MLflow parent run. Each step's output is a directory under `out_dir`;
+a step whose output exists from an earlier call with the same recipe is reused (the SFT warm start,
+each arm's final checkpoint), so an interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sayo.atomic import write_json
+from sayo.config import finite_numbers, flatten, save_config, to_dict
+from sayo.data.build import build
+from sayo.evaluate.config import BenchmarkConfig
+from sayo.evaluate.run import EvalResult, evaluate
+from sayo.experiment.config import AblationConfig
+from sayo.recipe import Recipe, load_recipe
+from sayo.tracking import StageRun
+from sayo.train.diagnose import SignalReport, diagnose
+from sayo.train.grpo import train_grpo
+from sayo.train.sft import train_sft
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ArmRun:
+    """One GRPO run of the ablation."""
+
+    arm: str
+    seed: int
+    checkpoint: Path
+    run_id: str | None
+    seconds: float
+
+
+@dataclass
+class AblationRun:
+    """What the ablation produced, for the results page."""
+
+    config: AblationConfig
+    recipe: Recipe  # the base recipe as run (with the quick overrides, paths under out_dir)
+    quick: bool
+    out_dir: Path
+    seeds: list[int]
+    sft_checkpoint: Path
+    signal: SignalReport
+    runs: list[ArmRun]
+    evaluation: EvalResult
+    parent_run_id: str | None
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time
+
+    def checkpoint_name(self, arm: str, seed: int) -> str:
+        return f"{arm}-s{seed}"
+
+
+def _digest(recipe: Recipe, sections: tuple[str, ...]) -> str:
+    """A hash of the recipe sections a step's output depends on (never `tracking`: names, parents)."""
+    values = {name: to_dict(getattr(recipe, name)) if hasattr(getattr(recipe, name), "__dataclass_fields__")
+              else getattr(recipe, name) for name in sections}  # fmt: skip
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+SFT_SECTIONS = ("seed", "model", "data", "sft")
+GRPO_SECTIONS = ("seed", "model", "data", "grpo", "rewards")
+
+
+def _fresh(path: Path, digest: str) -> bool:
+    """Whether a step's output at `path` was made from the same recipe (its `.sayo-recipe` stamp)."""
+    stamp = path / ".sayo-recipe"
+    return (path / "config.json").is_file() and stamp.is_file() and stamp.read_text() == digest
+
+
+def _stamp(path: Path, digest: str) -> None:
+    (path / ".sayo-recipe").write_text(digest)
+
+
+def base_recipe(cfg: AblationConfig, quick: bool, out: Path) -> Recipe:
+    """The recipe every run starts from, its data and checkpoints under `out`."""
+    overrides = [*cfg.overrides, *(cfg.quick if quick else [])]
+    paths = [f"data.path={out / 'data'}", f"checkpoint.dir={out / 'sft'}", f"evaluate.out_dir={out / 'eval'}"]
+    return load_recipe(cfg.recipe, [*overrides, *paths])
+
+
+def build_data(recipe: Recipe, cfg: AblationConfig, out: Path) -> tuple[Path, Path]:
+    """The recipe's dataset and the harder split (all of it `test`), each built by the `data` stage."""
+    build(recipe.data, progress=False)
+    hard = load_recipe(
+        cfg.recipe,
+        [
+            *cfg.overrides,
+            f"data.path={out / 'data-hard'}",
+            f"data.synthetic.num_samples={cfg.hard_samples}",
+            "data.splits={train: 0.0, val: 0.0, test: 1.0}",
+            *cfg.hard,
+        ],
+    )
+    hard.data.synthetic.seed = recipe.data.synthetic.seed + 1  # other images than the training set's
+    build(hard.data, progress=False)
+    return Path(recipe.data.path), Path(hard.data.path)
+
+
+def _nested(recipe: Recipe, parent: str | None, name: str, **changes: Any) -> Recipe:
+    tracking = dataclasses.replace(recipe.tracking, parent_run_id=parent, run_name=name)
+    return dataclasses.replace(recipe, tracking=tracking, **changes)
+
+
+def warm_start(recipe: Recipe, parent: str | None, log: Log) -> Path:
+    """The shared SFT checkpoint (reused when an earlier call made it from the same recipe)."""
+    final = Path(recipe.checkpoint.dir) / "sft" / "final"
+    digest = _digest(recipe, SFT_SECTIONS)
+    if _fresh(final, digest):
+        log(f"sft: reusing {final}")
+        return final
+    result = train_sft(_nested(recipe, parent, "sft"))
+    _stamp(result.final_dir, digest)
+    return result.final_dir
+
+
+def arm_recipe(
+    cfg: AblationConfig, recipe_overrides: list[str], arm: str, seed: int, sft: Path, out: Path
+) -> Recipe:
+    """The recipe of one arm × seed: the base recipe, the arm's overrides, the seed, the warm start."""
+    return load_recipe(
+        cfg.recipe,
+        [
+            *recipe_overrides,
+            *cfg.arms[arm],
+            f"seed={seed}",
+            f"grpo.init_from={sft}",
+            f"checkpoint.dir={out / 'runs' / f'{arm}-s{seed}'}",
+        ],
+    )
+
+
+def run_arm(recipe: Recipe, arm: str, seed: int, parent: str | None, log: Log) -> ArmRun:
+    """GRPO for one arm × seed (reused when its final checkpoint exists from the same recipe)."""
+    final = Path(recipe.checkpoint.dir) / "grpo" / "final"
+    digest = _digest(recipe, GRPO_SECTIONS)
+    began = time.perf_counter()
+    if _fresh(final, digest):
+        log(f"{arm} seed {seed}: reusing {final}")
+        stamp = json.loads((final / ".sayo-run").read_text()) if (final / ".sayo-run").is_file() else {}
+        return ArmRun(arm, seed, final, stamp.get("run_id"), 0.0)
+    result = train_grpo(_nested(recipe, parent, f"{arm}-s{seed}"))
+    _stamp(result.final_dir, digest)
+    (result.final_dir / ".sayo-run").write_text(json.dumps({"run_id": result.run_id}))
+    return ArmRun(arm, seed, result.final_dir, result.run_id, time.perf_counter() - began)
+
+
+def evaluate_all(
+    recipe: Recipe,
+    cfg: AblationConfig,
+    test: Path,
+    hard: Path,
+    sft: Path,
+    runs: list[ArmRun],
+    parent: str | None,
+) -> EvalResult:
+    """The warm start and every GRPO checkpoint on the held-out and the harder split."""
+    benchmarks = [
+        BenchmarkConfig(
+            name="heldout", type="dataset", path=str(test), split="test", metric="by_answer_type"
+        ),
+        BenchmarkConfig(name="hard", type="dataset", path=str(hard), split="test", metric="by_answer_type"),
+    ]
+    evaluation = dataclasses.replace(
+        recipe.evaluate,
+        benchmarks=benchmarks,
+        gallery_samples=cfg.gallery_samples,
+        bootstrap_samples=min(recipe.evaluate.bootstrap_samples, cfg.bootstrap_samples),
+    )
+    specs = [f"sft={sft}", *(f"{r.arm}-s{r.seed}={r.checkpoint}" for r in runs)]
+    return evaluate(_nested(recipe, parent, "evaluate", evaluate=evaluation), specs, progress=False)
+
+
+def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print) -> AblationRun:
+    """Run the whole ablation (reusing finished steps); returns everything the results page needs."""
+    out = Path(cfg.out_dir) / ("quick" if quick else "full")
+    seeds = cfg.quick_seeds if quick else cfg.seeds
+    recipe = base_recipe(cfg, quick, out)
+    times: dict[str, float] = {}
+    params = {"experiment.recipe": cfg.recipe, "experiment.quick": quick, "experiment.seeds": seeds,
+              **{f"experiment.arms.{k}": v for k, v in cfg.arms.items()}}  # fmt: skip
+    with StageRun(
+        dataclasses.replace(recipe.tracking, run_name="ablation"), stage="ablation", params=params
+    ) as run:
+        began = time.perf_counter()
+        test, hard = build_data(recipe, cfg, out)
+        times["data"] = time.perf_counter() - began
+        began = time.perf_counter()
+        sft = warm_start(recipe, run.run_id, log)
+        times["sft"] = time.perf_counter() - began
+        began = time.perf_counter()
+        signal = diagnose(recipe, str(sft))
+        run.log_metrics(finite_numbers(signal.as_dict()), step=0)
+        times["diagnose"] = time.perf_counter() - began
+        for warning in signal.warnings:
+            log(f"signal check: {warning}")
+        overrides = [*cfg.overrides, *(cfg.quick if quick else []), f"data.path={test}"]
+        runs = []
+        began = time.perf_counter()
+        for arm in cfg.arms:
+            for seed in seeds:
+                log(f"grpo: {cfg.label(arm)}, seed {seed}")
+                runs.append(
+                    run_arm(arm_recipe(cfg, overrides, arm, seed, sft, out), arm, seed, run.run_id, log)
+                )
+        times["grpo"] = time.perf_counter() - began
+        began = time.perf_counter()
+        evaluation = evaluate_all(recipe, cfg, test, hard, sft, runs, run.run_id)
+        times["evaluate"] = time.perf_counter() - began
+        run.log_metrics({f"seconds/{k}": v for k, v in times.items()}, step=0)
+        save_config(recipe, out / "recipe.yaml")
+        write_json(
+            out / "runs.json", [dataclasses.asdict(r) | {"checkpoint": str(r.checkpoint)} for r in runs]
+        )
+        write_json(out / "signal.json", finite_numbers(flatten(signal.as_dict())))
+    return AblationRun(cfg, recipe, quick, out, list(seeds), sft, signal, runs, evaluation, run.run_id, times)

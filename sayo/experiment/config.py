@@ -1,0 +1,83 @@
+"""An ablation: one base recipe, one SFT warm start, GRPO arms × seeds, evaluated on two splits.
+
+The file (`sayo/recipes/experiments/*.yaml`, or any YAML) names a recipe and the overrides that
+make each arm; every run of every arm is that recipe plus the arm's overrides plus its seed, so an
+arm is reproducible by hand with `sayo grpo --config <recipe> <overrides> seed=<s>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sayo.config import PACKAGED_RECIPES, check, from_dict, read_yaml
+
+EXPERIMENTS_DIR = PACKAGED_RECIPES / "experiments"
+
+
+@dataclass
+class AblationConfig:
+    """`sayo experiment ablation --config <file>`: what is compared, how often, where it is written."""
+
+    description: str = ""  # one line for the results page
+    recipe: str = "miniature"  # the base recipe every run starts from (name or file)
+    overrides: list[str] = field(default_factory=list)  # recipe overrides for every run
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # GRPO seeds of every arm
+    baseline: str = "accuracy_format"  # the arm every other arm is compared with (paired)
+    arms: dict[str, list[str]] = field(default_factory=dict)  # arm -> its recipe overrides
+    labels: dict[str, str] = field(default_factory=dict)  # arm -> the name tables and figures show
+    hard: list[str] = field(default_factory=list)  # data overrides of the harder evaluation split
+    hard_samples: int = 200  # samples of the harder split
+    quick: list[str] = field(default_factory=list)  # extra overrides of `--quick` (minutes, not an hour)
+    quick_seeds: list[int] = field(default_factory=lambda: [0, 1])  # seeds of `--quick`
+    out_dir: str = "outputs/ablation"  # data, checkpoints, evaluation and results of the runs
+    results: str = "docs/results.md"  # the generated results page (figures next to it, in results/)
+    bootstrap_samples: int = 2000  # resamples of the paired bootstrap intervals
+    confidence: float = 0.95  # level of every interval
+    gallery_samples: int = 4  # held-out samples whose heatmaps are shown for every arm
+
+    def __post_init__(self) -> None:
+        check(bool(self.arms), "arms", self.arms, "needs at least one arm")
+        check(
+            self.baseline in self.arms,
+            "baseline",
+            self.baseline,
+            f"must be one of the arms {list(self.arms)}",
+        )
+        check(
+            bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            self.seeds,
+            "distinct, non-empty",
+        )
+        check(bool(self.quick_seeds), "quick_seeds", self.quick_seeds, "must not be empty")
+        for name in self.arms:
+            check(name.replace("_", "").isalnum(), "arms", name, "arm names are letters, digits and _")
+        check(self.hard_samples >= 1, "hard_samples", self.hard_samples, "must be >= 1")
+        check(0 < self.confidence < 1, "confidence", self.confidence, "must be in (0, 1)")
+
+    def label(self, arm: str) -> str:
+        return self.labels.get(arm, arm)
+
+
+def experiment_path(name_or_path: str | Path) -> Path:
+    """An experiment file: an existing path, or the name of one shipped in sayo/recipes/experiments/."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    raise ValueError(
+        f"no experiment file {str(name_or_path)!r}: shipped experiments are {names}, or give a path"
+    )
+
+
+def load_ablation(name_or_path: str | Path) -> AblationConfig:
+    """The ablation of a file, with an error naming the file and the field."""
+    path = experiment_path(name_or_path)
+    try:
+        return from_dict(AblationConfig, read_yaml(path))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -1,0 +1,323 @@
+"""The ablation's results page and figures, generated from the runs (no number is typed by hand).
+
+Per arm and evaluation split: accuracy and the attention lift over uniform (the share of the
+selected tokens' visual attention on the region minus the region's area fraction), each the mean
+over seeds × held-out samples with a two-level bootstrap interval, and the paired difference from
+the baseline arm with its interval (`sayo.experiment.stats`); mean response length; the signal check
+of the warm start; reward and lift curves over training; a heatmap gallery of the same samples for
+every arm. The page ends with the paper's findings next to what this run shows, each verdict
+computed from the intervals.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from sayo.atomic import write_bytes, write_text
+from sayo.experiment.ablation import AblationRun
+from sayo.experiment.stats import Estimate, bootstrap, paired
+from sayo.tracking import resolve_tracking_uri
+from sayo.viz import heatmap_grid
+
+SPLITS = (("heldout", "held-out test split"), ("hard", "harder split"))
+METRICS = (("correct", "accuracy"), ("attention_lift", "attention lift"), ("length", "response length"))
+CURVES = (("reward/total_mean", "total reward"), ("attention/lift", "attention lift over uniform"))
+
+
+@dataclass
+class ArmSummary:
+    """One arm on one split: means with intervals, and paired differences from the baseline."""
+
+    arm: str
+    split: str
+    values: dict[str, Estimate]  # metric -> mean over seeds × samples
+    deltas: dict[str, Estimate]  # metric -> paired difference from the baseline arm
+
+
+def cell_table(
+    records: dict[str, list[dict[str, Any]]], names: Sequence[str], split: str, metric: str
+) -> np.ndarray:
+    """[len(names), samples] values of `metric` on `split`, samples in one order for every checkpoint."""
+    per_name = {n: {r["id"]: r.get(metric) for r in records[n] if r["benchmark"] == split} for n in names}
+    ids = sorted(set.intersection(*(set(v) for v in per_name.values()))) if per_name else []
+    table = [[_number(per_name[n][i]) for i in ids] for n in names]
+    return np.asarray(table, dtype=np.float64).reshape(len(names), len(ids))
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def summarize(run: AblationRun) -> list[ArmSummary]:
+    """Every arm (and the SFT warm start, as `sft`) on every split."""
+    cfg, records = run.config, run.evaluation.records
+    samples, confidence = cfg.bootstrap_samples, cfg.confidence
+    out = []
+    for split, _ in SPLITS:
+        base_names = [run.checkpoint_name(cfg.baseline, s) for s in run.seeds]
+        for arm in ["sft", *cfg.arms]:
+            names = ["sft"] if arm == "sft" else [run.checkpoint_name(arm, s) for s in run.seeds]
+            values, deltas = {}, {}
+            for metric, _ in METRICS:
+                table = cell_table(records, names, split, metric)
+                values[metric] = bootstrap(table, samples=samples, confidence=confidence)
+                if arm not in ("sft", cfg.baseline):
+                    base = cell_table(records, base_names, split, metric)
+                    deltas[metric] = paired(table, base, samples=samples, confidence=confidence)
+            out.append(ArmSummary(arm, split, values, deltas))
+    return out
+
+
+def reward_curves(run: AblationRun) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """`{arm: {metric: [(step, mean over seeds)]}}` from the GRPO runs' MLflow histories."""
+    if not run.recipe.tracking.enabled:
+        return {}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(run.recipe.tracking))
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for arm in run.config.arms:
+        for key, _ in CURVES:
+            by_step: dict[int, list[float]] = {}
+            for r in run.runs:
+                if r.arm == arm and r.run_id:
+                    for m in client.get_metric_history(r.run_id, key):
+                        by_step.setdefault(int(m.step), []).append(float(m.value))
+            curves.setdefault(arm, {})[key] = [(s, float(np.mean(v))) for s, v in sorted(by_step.items())]
+    return curves
+
+
+def _png(figure: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return write_bytes(path, buffer.getvalue())
+
+
+def _bars(summaries: list[ArmSummary], run: AblationRun, metric: str, title: str, zero_line: bool) -> Figure:
+    figure = Figure(figsize=(9, 3.6))
+    axes = figure.subplots(1, len(SPLITS), sharey=True)
+    arms = ["sft", *run.config.arms]
+    labels = ["SFT"] + [run.config.label(a) for a in run.config.arms]
+    for ax, (split, split_title) in zip(np.atleast_1d(axes), SPLITS, strict=True):
+        found = {s.arm: s.values[metric] for s in summaries if s.split == split}
+        means = [found[a].mean for a in arms]
+        errors = [
+            [max(found[a].mean - found[a].low, 0) for a in arms],
+            [max(found[a].high - found[a].mean, 0) for a in arms],
+        ]
+        colours = ["#999999", "#4c72b0"] + ["#dd8452"] * (len(arms) - 2)
+        ax.barh(range(len(arms)), means, xerr=errors, color=colours, capsize=3)
+        ax.set_yticks(range(len(arms)), labels, fontsize=8)
+        ax.invert_yaxis()
+        if zero_line:
+            ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title(split_title, fontsize=9)
+    figure.suptitle(f"{title} (mean over seeds × samples, {run.config.confidence:.0%} interval)", fontsize=10)
+    return figure
+
+
+def _curves(curves: dict[str, dict[str, list[tuple[int, float]]]], run: AblationRun) -> Figure:
+    figure = Figure(figsize=(9, 3.4))
+    axes = figure.subplots(1, len(CURVES))
+    for ax, (key, title) in zip(np.atleast_1d(axes), CURVES, strict=True):
+        for arm in run.config.arms:
+            points = curves.get(arm, {}).get(key, [])
+            if points:
+                ax.plot(
+                    [p[0] for p in points], [p[1] for p in points], label=run.config.label(arm), linewidth=1.2
+                )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("GRPO step", fontsize=8)
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, bbox_to_anchor=(0.5, -0.12))
+    figure.suptitle("training curves (mean over seeds)", fontsize=10)
+    return figure
+
+
+def _gallery(run: AblationRun) -> Any:
+    """Rows: the same held-out samples; columns: the warm start, then each arm's first seed."""
+    names = ["sft"] + [run.checkpoint_name(a, run.seeds[0]) for a in run.config.arms]
+    titles = ["SFT"] + [run.config.label(a) for a in run.config.arms]
+    galleries = run.evaluation.galleries
+    ids = [item.sample_id for item in galleries.get("sft", [])][: run.config.gallery_samples]
+    tiles = []
+    for sample_id in ids:
+        for name, title in zip(names, titles, strict=True):
+            item = next((g for g in galleries.get(name, []) if g.sample_id == sample_id), None)
+            if item is not None:
+                tiles.append((item.image, item.heat, item.boxes, f"{title}: {item.caption}"))
+    return heatmap_grid(tiles, columns=len(names), tile_width=200) if tiles else None
+
+
+def write_figures(run: AblationRun, summaries: list[ArmSummary], folder: Path) -> dict[str, Path]:
+    """The results page's figures as PNGs in `folder`."""
+    figures = {
+        "accuracy": _png(_bars(summaries, run, "correct", "accuracy", False), folder / "accuracy.png"),
+        "lift": _png(
+            _bars(summaries, run, "attention_lift", "attention lift over uniform", True), folder / "lift.png"
+        ),
+        "curves": _png(_curves(reward_curves(run), run), folder / "curves.png"),
+    }
+    gallery = _gallery(run)
+    if gallery is not None:
+        buffer = io.BytesIO()
+        gallery.save(buffer, format="PNG")
+        figures["gallery"] = write_bytes(folder / "gallery.png", buffer.getvalue())
+    return figures
+
+
+def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[str]:
+    rows = [
+        "| arm | accuracy | Δ accuracy vs baseline | attention lift | Δ lift vs baseline | response length |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in (s for s in summaries if s.split == split):
+        label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
+        if s.arm == run.config.baseline:
+            label += " (baseline)"
+        delta = {m: s.deltas[m].text() if m in s.deltas else "–" for m in ("correct", "attention_lift")}
+        rows.append(
+            f"| {label} | {s.values['correct'].text('{:.3f}')} | {delta['correct']} | "
+            f"{s.values['attention_lift'].text('{:+.4f}')} | {s.deltas['attention_lift'].text('{:+.4f}') if 'attention_lift' in s.deltas else '–'} | "
+            f"{s.values['length'].mean:.1f} |"
+        )
+    return rows
+
+
+def _verdict(estimate: Estimate | None, claim_positive: bool | None) -> str:
+    """`holds` / `reversed` / `not resolved` for a claimed sign (None: the claim is 'about equal')."""
+    if estimate is None or math.isnan(estimate.mean):
+        return "not measured"
+    if claim_positive is None:
+        return "holds (interval contains 0)" if not estimate.excludes_zero else "does not hold (they differ)"
+    if not estimate.excludes_zero:
+        return "not resolved (interval contains 0)"
+    return "holds" if (estimate.mean > 0) == claim_positive else "reversed"
+
+
+def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
+    """The paper's findings next to this run's paired differences, each with a computed verdict."""
+    get = {(s.arm, s.split): s for s in summaries}
+    arms = run.config.arms
+
+    def delta(arm: str, metric: str) -> Estimate | None:
+        s = get.get((arm, "heldout"))
+        return s.deltas.get(metric) if s is not None else None
+
+    def between(a: str, b: str, metric: str) -> Estimate | None:
+        if a not in arms or b not in arms:
+            return None
+        cells = [
+            cell_table(
+                run.evaluation.records, [run.checkpoint_name(x, s) for s in run.seeds], "heldout", metric
+            )
+            for x in (a, b)
+        ]
+        return paired(
+            cells[0], cells[1], samples=run.config.bootstrap_samples, confidence=run.config.confidence
+        )
+
+    claims = [
+        (
+            "SAYO's reward moves attention onto the region (lift above the accuracy-only arm)",
+            "sayo",
+            delta("sayo", "attention_lift"),
+            True,
+        ),
+        (
+            "the attention + format reward alone moves attention too",
+            "attention_format",
+            delta("attention_format", "attention_lift"),
+            True,
+        ),
+        ("SAYO is more accurate than the accuracy-only reward", "sayo", delta("sayo", "correct"), True),
+        (
+            "attention-only is about as accurate as SAYO",
+            "attention_format",
+            between("attention_format", "sayo", "correct"),
+            None,
+        ),
+        (
+            "rewarding all tokens is worse than the top-20 % high-entropy tokens (accuracy)",
+            "all_tokens",
+            between("all_tokens", "sayo", "correct"),
+            False,
+        ),
+    ]
+    rows = ["| paper's finding | this run: paired difference (held-out) | verdict |", "| --- | --- | --- |"]
+    for text, arm, estimate, sign in claims:
+        if arm in arms:
+            rows.append(f"| {text} | {estimate.text() if estimate else '–'} | {_verdict(estimate, sign)} |")
+    return rows
+
+
+def results_markdown(
+    run: AblationRun, summaries: list[ArmSummary], figures: dict[str, Path], page: Path
+) -> str:
+    """The results page."""
+    cfg, signal = run.config, run.signal
+    rel = {k: os.path.relpath(v, page.parent) for k, v in figures.items()}
+    n_held = cell_table(run.evaluation.records, ["sft"], "heldout", "correct").shape[1]
+    n_hard = cell_table(run.evaluation.records, ["sft"], "hard", "correct").shape[1]
+    command = "sayo experiment ablation" + (" --quick" if run.quick else "")
+    lines = [
+        "# Results: does the attention reward move attention? (generated)",
+        "",
+        f"Generated by `{command}` from `{cfg.description or cfg.recipe}` on {datetime.now(UTC):%Y-%m-%d} "
+        f"({platform.machine()}, {os.cpu_count()} CPUs); every number below comes from that run.",
+        f"Base recipe `{cfg.recipe}`; one SFT warm start; GRPO arms × seeds {run.seeds}; evaluated greedily on "
+        f"{n_held} held-out and {n_hard} harder samples (same samples for every arm). Wall time: "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in run.seconds.items())
+        + ".",
+        "",
+        "Attention lift = the share of the selected answer tokens' visual attention that falls on the region "
+        "minus the region's share of image tokens (0 = uniform attention), as `rewards.attention` defines it. "
+        f"Intervals: {cfg.confidence:.0%}, two-level bootstrap over seeds and samples; Δ = paired difference "
+        f"from the baseline arm ({cfg.label(cfg.baseline)}), same samples and seeds.",
+        "",
+        "## Arms",
+        "",
+        "| arm | overrides of the base recipe |",
+        "| --- | --- |",
+        *[f"| {cfg.label(a)} | `{' '.join(o) or '(none)'}` |" for a, o in cfg.arms.items()],
+        "",
+        "## Signal check of the warm start (before GRPO)",
+        "",
+        f"{signal.groups} prompts × {signal.group_size} rollouts at the GRPO temperature (`sayo diagnose`):",
+        "",
+        "| reward term | mean | within-group std | between-group std |",
+        "| --- | --- | --- | --- |",
+        *[f"| {n} | {signal.means[n]:.4f} | {w:.4f} | {b:.4f} |" for n, (w, b) in signal.spread.items()],
+        "",
+        f"Attention share {signal.attention_share:.4f}, lift over uniform {signal.attention_lift:+.4f}."
+        + (
+            " Warnings: " + "; ".join(signal.warnings)
+            if signal.warnings
+            else " No term lacks within-group signal."
+        ),
+        "",
+    ]
+    for split, title in SPLITS:
+        lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
+    lines += ["## The paper's findings here", "", *findings(summaries, run), ""]
+    lines += [f"![{name}]({path})" for name, path in rel.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run: AblationRun, page: Path) -> Path:
+    """Figures next to `page` (in `<page stem>/`) and the page itself."""
+    summaries = summarize(run)
+    figures = write_figures(run, summaries, page.parent / page.stem)
+    return write_text(page, results_markdown(run, summaries, figures, page))
