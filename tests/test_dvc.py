@@ -124,8 +124,9 @@ def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) 
     `sayo/packing.py` marks the stages that import it changed, not `data`."""
     repo = tmp_path / "repo"
     _copy_project(repo)
+    _commit_all(repo)
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for stage in pipeline["stages"].values():  # stand-in outputs, so dvc can record every stage
+    for stage in pipeline["stages"].values():  # stand-in outputs (untracked by git), so dvc can record every stage
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = repo / (out if isinstance(out, str) else next(iter(out)))
             if path.suffix:
@@ -134,7 +135,6 @@ def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) 
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 (path / "x").write_text("x")
-    _commit_all(repo)
     _run(repo, "dvc", "commit", "-f", "-q")
     assert "up to date" in _run(repo, "dvc", "status")
     packing = repo / "sayo" / "packing.py"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from sayo.atomic import write_json
 from sayo.cli.common import DEFAULT, Overrides, RecipeOption, recipe_from
 from sayo.config import to_dict
-from sayo.evaluate.run import evaluate
+from sayo.evaluate.run import EvalResult, evaluate
+from sayo.experiment.stats import cell_table, paired
 from sayo.registry import register_evaluated
 
 CheckpointOption = Annotated[
@@ -36,9 +38,38 @@ def evaluate_command(
                 f"attention-on-region {values['region_attention']:.3f} "
                 f"(lift over uniform {values['attention_lift']:+.3f})"
             )
+    for line in comparison_lines(result):
+        typer.echo(line)
     typer.echo(
         f"evaluate: {result.out_dir}/report.html ({result.answers_per_s:.1f} answers/s, MLflow run {result.run_id})"
     )
+
+
+def comparison_lines(result: EvalResult, before: str = "sft", after: str = "grpo") -> list[str]:
+    """`after` − `before` on the same samples (paired bootstrap), and whether that resolves anything.
+
+    A table of two checkpoints reads as a result even when the difference is noise at the size
+    evaluated; this says which it is.
+    """
+    if before not in result.records or after not in result.records:
+        return []
+    lines = []
+    for bench in sorted({r["benchmark"] for r in result.records[after]}):
+        for metric, label, pattern in (
+            ("correct", "accuracy", "{:+.3f}"),
+            ("attention_lift", "attention lift", "{:+.4f}"),
+        ):
+            table = cell_table(result.records, [after, before], bench, metric)
+            if table.shape[1] == 0 or np.isnan(table).all():
+                continue
+            delta = paired(table[:1], table[1:])
+            verdict = (
+                "the interval excludes 0"
+                if delta.excludes_zero
+                else f"within noise at {table.shape[1]} samples (the interval contains 0)"
+            )
+            lines.append(f"{after} − {before} on {bench}, {label}: {delta.text(pattern)}: {verdict}")
+    return lines
 
 
 def register_command(

@@ -101,9 +101,19 @@ def base_recipe(cfg: AblationConfig, quick: bool, out: Path) -> Recipe:
     return load_recipe(cfg.recipe, [*overrides, *paths])
 
 
+def _build_once(recipe: Recipe) -> None:
+    """The `data` stage for the recipe's dataset, skipped when it was built from the same `data:` section."""
+    path, digest = Path(recipe.data.path), _digest(recipe, ("data",))
+    stamp = path / ".sayo-recipe"
+    if (path / "stats.json").is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return
+    build(recipe.data, progress=False)
+    stamp.write_text(digest)
+
+
 def build_data(recipe: Recipe, cfg: AblationConfig, out: Path) -> tuple[Path, Path]:
     """The recipe's dataset and the harder split (all of it `test`), each built by the `data` stage."""
-    build(recipe.data, progress=False)
+    _build_once(recipe)
     hard = load_recipe(
         cfg.recipe,
         [
@@ -115,7 +125,7 @@ def build_data(recipe: Recipe, cfg: AblationConfig, out: Path) -> tuple[Path, Pa
         ],
     )
     hard.data.synthetic.seed = recipe.data.synthetic.seed + 1  # other images than the training set's
-    build(hard.data, progress=False)
+    _build_once(hard)
     return Path(recipe.data.path), Path(hard.data.path)
 
 
@@ -191,6 +201,18 @@ def evaluate_all(
     )
     specs = [f"sft={sft}", *(f"{r.arm}-s{r.seed}={r.checkpoint}" for r in runs)]
     return evaluate(_nested(recipe, parent, "evaluate", evaluate=evaluation), specs, progress=False)
+
+
+def run_one_arm(cfg: AblationConfig, arm: str, seed: int, quick: bool = False, log: Log = print) -> ArmRun:
+    """One arm × seed (the data and the warm start made or reused first): a `dvc` matrix item."""
+    if arm not in cfg.arms:
+        raise ValueError(f"arm {arm!r} is not one of {list(cfg.arms)}")
+    out = Path(cfg.out_dir) / ("quick" if quick else "full")
+    recipe = base_recipe(cfg, quick, out)
+    test, _ = build_data(recipe, cfg, out)
+    sft = warm_start(recipe, None, log)
+    overrides = [*cfg.overrides, *(cfg.quick if quick else []), f"data.path={test}"]
+    return run_arm(arm_recipe(cfg, overrides, arm, seed, sft, out), arm, seed, None, log)
 
 
 def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print) -> AblationRun:

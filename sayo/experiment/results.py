@@ -15,7 +15,6 @@ import io
 import math
 import os
 import platform
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from matplotlib.figure import Figure
 
 from sayo.atomic import write_bytes, write_text
 from sayo.experiment.ablation import AblationRun
-from sayo.experiment.stats import Estimate, bootstrap, paired
+from sayo.experiment.stats import Estimate, bootstrap, cell_table, paired
 from sayo.tracking import resolve_tracking_uri
 from sayo.viz import heatmap_grid
 
@@ -43,20 +42,6 @@ class ArmSummary:
     split: str
     values: dict[str, Estimate]  # metric -> mean over seeds × samples
     deltas: dict[str, Estimate]  # metric -> paired difference from the baseline arm
-
-
-def cell_table(
-    records: dict[str, list[dict[str, Any]]], names: Sequence[str], split: str, metric: str
-) -> np.ndarray:
-    """[len(names), samples] values of `metric` on `split`, samples in one order for every checkpoint."""
-    per_name = {n: {r["id"]: r.get(metric) for r in records[n] if r["benchmark"] == split} for n in names}
-    ids = sorted(set.intersection(*(set(v) for v in per_name.values()))) if per_name else []
-    table = [[_number(per_name[n][i]) for i in ids] for n in names]
-    return np.asarray(table, dtype=np.float64).reshape(len(names), len(ids))
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 def summarize(run: AblationRun) -> list[ArmSummary]:

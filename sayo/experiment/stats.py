@@ -11,7 +11,9 @@ sample-to-sample variance of evaluation [ours].
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +67,18 @@ def paired(
     if a.shape != b.shape:
         raise ValueError(f"paired tables must have one shape, got {a.shape} and {b.shape}")
     return bootstrap(a - b, samples=samples, seed=seed, confidence=confidence)
+
+
+def cell_table(
+    records: Mapping[str, list[dict[str, Any]]], names: Sequence[str], split: str, metric: str
+) -> np.ndarray:
+    """[len(names), samples] the evaluation records' `metric` on benchmark `split`, one row per
+    checkpoint `name`, the samples every checkpoint answered in one order (None → NaN)."""
+    per_name = {n: {r["id"]: r.get(metric) for r in records[n] if r["benchmark"] == split} for n in names}
+    ids = sorted(set.intersection(*(set(v) for v in per_name.values()))) if per_name else []
+    table = [[_number(per_name[n][i]) for i in ids] for n in names]
+    return np.asarray(table, dtype=np.float64).reshape(len(names), len(ids))
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
