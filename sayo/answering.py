@@ -22,7 +22,7 @@ from torch import Tensor
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.prompts import build_prompt_batch, prompt_region_mask
-from sayo.regions import token_grid_shape
+from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import (
     accuracy_reward,
     extract_answer,
@@ -120,7 +120,8 @@ def _attention(
 ) -> None:
     """Fill `answers.region_attention` and `answers.heatmaps` from one captured scoring forward."""
     image_token_id = model.config.image_token_id
-    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, repeat=options.n)
+    merge = batch_merge_size(prompts["input_ids"], image_token_id, prompts["image_grid_thw"])
+    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, options.n, merge)
     scores = score_rollouts(
         model,
         prompts,
@@ -134,6 +135,8 @@ def _attention(
     selected = select_high_entropy_tokens(scores.entropy, mask, options.entropy_ratio)  # [B·n, T]
     answers.region_attention = region_attention_reward(scores.region_share, selected).cpu()  # [B·n]
     answers.heatmaps = [
-        attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).cpu().numpy()
+        attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row], merge))
+        .cpu()
+        .numpy()
         for row in range(ids.shape[0])
     ]
