@@ -25,6 +25,8 @@ import math
 import torch
 from torch import Tensor
 
+from sayo.logprobs import upcast
+
 
 def _image_and_region(region_mask: Tensor, image_mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """Boolean image-token mask I (default: all keys) and region mask R ∩ I, both [B, K]."""
@@ -56,7 +58,8 @@ def region_share(attention: Tensor, region_mask: Tensor, image_mask: Tensor | No
         image_mask: [B, K] bool image tokens I (default: all K), e.g. to ignore padding keys.
 
     Returns:
-        [B, T] float32 s_t = Σ_{k∈R} A / Σ_{k∈I} A, and 0 where the denominator is 0.
+        [B, T] s_t = Σ_{k∈R} A / Σ_{k∈I} A, and 0 where the denominator is 0; float32 (float64
+        for float64 attention).
     """
     if attention.dim() != 3 or region_mask.shape != (attention.shape[0], attention.shape[2]):
         raise ValueError(
@@ -68,7 +71,7 @@ def region_share(attention: Tensor, region_mask: Tensor, image_mask: Tensor | No
             f"image_mask shape {tuple(image_mask.shape)} must equal region_mask's {tuple(region_mask.shape)}"
         )
     image, region = _image_and_region(region_mask, image_mask)  # [B, K], [B, K]
-    attn = attention.float()  # [B, T, K]
+    attn = upcast(attention)  # [B, T, K]
     numerator = (attn * region.unsqueeze(1)).sum(dim=-1)  # [B, T]
     denominator = (attn * image.unsqueeze(1)).sum(dim=-1)  # [B, T]
     has_mass = denominator > 0  # [B, T]
