@@ -35,6 +35,11 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(_num_threads())
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which kernels and how many threads the floating-point results come from."""
+    return f"torch {torch.__version__}: CPU kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sayo_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the tiny-model cache of the tests out of the user's ~/.cache."""
