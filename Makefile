@@ -13,7 +13,7 @@ STAMP := $(VENV)/.sayo-installed-$(EXTRAS)
 CONSTRAINTS := constraints.txt
 SCRATCH := .venv-constraints
 
-.PHONY: install constraints demo test test-fast lint lint-infra bench gpu-check clean
+.PHONY: install constraints demo test test-fast test-equivalence lint lint-infra bench gpu-check clean
 
 # torch alone first, from PIP_INDEX_ARGS' index and without its dependencies (a CUDA wheel index need
 # not carry the pinned versions of those); the second install takes them, and everything else, from
@@ -58,6 +58,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The equivalence tests (two formulations of one computation, compared in float64 or with tolerances
+# scaled to the values) once more on ATen's generic kernels with one thread: another CPU's kernels
+# and summation order must not change their verdict.
+test-equivalence: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SAYO_TEST_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -q -m equivalence
 
 DOCKERFILES := infra/docker/Dockerfile.cpu infra/docker/Dockerfile.cuda infra/docker/Dockerfile.mlflow
 KUSTOMIZATIONS := infra/k8s/base infra/k8s/gpu-nodepool

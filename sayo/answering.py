@@ -23,7 +23,7 @@ from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl
 from sayo.prompts import build_prompt_batch, prompt_region_mask
-from sayo.regions import token_grid_shape
+from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import accuracy_reward, extract_answer, format_reward
 from sayo.rewards.attention import attention_on_region
 from sayo.rewards.config import AttentionConfig
@@ -123,7 +123,8 @@ def _attention(
 ) -> None:
     """Fill `answers.region_attention` and `answers.heatmaps` from one captured scoring forward."""
     image_token_id = model.config.image_token_id
-    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, repeat=options.n)
+    merge = batch_merge_size(prompts["input_ids"], image_token_id, prompts["image_grid_thw"])
+    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, options.n, merge)
     scores = score_rollouts(
         model,
         prompts,
@@ -147,6 +148,8 @@ def _attention(
     answers.attention_lift = measures.lift.cpu()  # [B·n]
     answers.attention_reward = measures.reward.cpu()  # [B·n]
     answers.heatmaps = [
-        attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).cpu().numpy()
+        attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row], merge))
+        .cpu()
+        .numpy()
         for row in range(ids.shape[0])
     ]

@@ -4,9 +4,12 @@ The region-attention reward (docs/method.md, "The attention reward") needs, for 
 token t, its attention A_t(k) over the image-token keys k, averaged over heads and chosen layers.
 `output_attentions=True` (eager attention) materialises L·H·S² probabilities and gives up the
 fast kernel. Instead, while the model runs its own SDPA/flash forward, hooks on the chosen layers
-keep the already computed `q_proj`/`k_proj` outputs and the model's rotary (cos, sin) — no
-projection is recomputed, no parameter is read again (so it also works under ZeRO-3 and with LoRA
-wrappers) — and recompute softmax(q·Kᵀ/√d) for only the requested queries, in chunks.
+keep the already computed queries and keys as they enter the rotary embedding — the `q_proj` /
+`k_proj` outputs (Qwen2.5-VL), or the `q_norm` / `k_norm` outputs where the layer RMS-normalises
+each head after projecting (Qwen3-VL) — and the model's rotary (cos, sin). No projection or norm is
+recomputed and no parameter is read again (so it also works under ZeRO-3 and with LoRA wrappers on
+the projections); softmax(q·Kᵀ/√d) is recomputed for only the requested queries, in chunks, in
+float32 (float64 for a float64 model).
 
 The softmax is normalised over every key the model itself attends to (causal and padding mask),
 so the values equal the model's attention weights (tested against eager attention), not a
@@ -24,6 +27,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from sayo.logprobs import upcast
 
 HeadReduce = Literal["mean", "max"]
 LayerSpec = str | int | Sequence[int]
@@ -98,6 +103,15 @@ def _rotate_half(x: Tensor) -> Tensor:
 def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotary embedding with per-position cos/sin. x: [B, H, N, d]; cos, sin: [B, N, d]."""
     return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
+
+
+def _query_key_modules(attn: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The submodules whose outputs are the layer's queries and keys right before the rotary:
+    the per-head norms where the layer has them (Qwen3-VL's `q_norm`/`k_norm`), else the projections."""
+    names = (
+        ("q_norm", "k_norm") if hasattr(attn, "q_norm") and hasattr(attn, "k_norm") else ("q_proj", "k_proj")
+    )
+    return attn.get_submodule(names[0]), attn.get_submodule(names[1])
 
 
 @dataclass
@@ -239,10 +253,11 @@ class AttentionCapture:
             request.layers_seen.append(layer_idx)
             request.seconds += time.perf_counter() - start
 
+        q_module, k_module = _query_key_modules(attn)
         return [
             attn.register_forward_pre_hook(keep_rope, with_kwargs=True),
-            attn.get_submodule("q_proj").register_forward_hook(keep("q")),
-            attn.get_submodule("k_proj").register_forward_hook(keep("k")),
+            q_module.register_forward_hook(keep("q")),
+            k_module.register_forward_hook(keep("k")),
             attn.register_forward_hook(compute),
         ]
 
@@ -256,13 +271,16 @@ class AttentionCapture:
         sin: Tensor,
         request: CaptureRequest,
     ) -> Tensor:
-        """Attention probabilities [B, Q, K] of one layer, heads reduced."""
-        bsz, seq, _ = k_out.shape
+        """Attention probabilities [B, Q, K] of one layer, heads reduced.
+
+        q_out, k_out: the kept queries/keys, [B, S, H·d] (projections) or [B, S, H, d] (per-head norms).
+        """
+        bsz, seq = k_out.shape[:2]
         head_dim = int(getattr(module, "head_dim"))  # noqa: B009 - nn.Module attributes are untyped
         scaling = float(getattr(module, "scaling"))  # noqa: B009
-        keys = k_out.view(bsz, seq, -1, head_dim).transpose(1, 2)  # [B, Hkv, S, d]
-        keys = _rope(keys, cos, sin).float()  # [B, Hkv, S, d]
-        queries = q_out.view(bsz, seq, -1, head_dim)  # [B, S, H, d]
+        keys = k_out.reshape(bsz, seq, -1, head_dim).transpose(1, 2)  # [B, Hkv, S, d]
+        keys = upcast(_rope(keys, cos, sin))  # [B, Hkv, S, d]; a softmax in bf16 would be too coarse
+        queries = q_out.reshape(bsz, seq, -1, head_dim)  # [B, S, H, d]
         parts = [
             self._chunk(queries, keys, cos, sin, chunk, request.key_index, scaling)
             for chunk in request.chunks
@@ -285,7 +303,7 @@ class AttentionCapture:
         q = queries.gather(1, at[..., None].expand(-1, -1, *queries.shape[2:]))  # [B, q, H, d]
         q_cos = cos.gather(1, at.expand(-1, -1, cos.shape[-1]))  # [B, q, d]
         q_sin = sin.gather(1, at.expand(-1, -1, sin.shape[-1]))  # [B, q, d]
-        q = _rope(q.transpose(1, 2), q_cos, q_sin).float() * scaling  # [B, H, q, d], scaled: q·k/√d
+        q = _rope(q.transpose(1, 2), q_cos, q_sin).to(keys.dtype) * scaling  # [B, H, q, d], scaled: q·k/√d
         q = q.view(bsz, n_kv, -1, nq, head_dim)  # [B, Hkv, rep, q, d]: head h uses kv head h // rep
         # Few passes over the [·, q, S] block: matmul, in-place mask, one fused softmax, then a gather.
         logits = torch.matmul(q.flatten(2, 3), keys.transpose(-1, -2))  # [B, Hkv, rep*q, S]: one bmm

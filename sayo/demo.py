@@ -27,7 +27,7 @@ from sayo.data.synthetic import SyntheticConfig, generate
 from sayo.loss import group_advantages
 from sayo.models import load_policy
 from sayo.prompts import OPTION_LETTERS, build_prompt_batch, formatted_answer, prompt_region_mask
-from sayo.regions import token_grid_shape
+from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import accuracy_reward, combine_rewards, format_reward
 from sayo.rewards.attention import attention_on_region
 from sayo.rewards.config import RewardConfig
@@ -95,7 +95,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
         )
     texts = _completions(samples, decode_completions(tokenizer, ids, mask))
     prompts = build_prompt_batch(processor, samples, images, repeat=group)
-    _, region_mask = prompt_region_mask(prompts, samples, images, model.config.image_token_id, repeat=group)
+    merge = batch_merge_size(prompts["input_ids"], model.config.image_token_id, prompts["image_grid_thw"])
+    _, region_mask = prompt_region_mask(prompts, samples, images, model.config.image_token_id, group, merge)
     completion_ids, completion_mask = encode_completions(tokenizer, texts)
     attention = config.rewards.attention
     capture = AttentionCapture(model, attention.layers, attention.heads)
@@ -123,7 +124,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
     advantages = group_advantages(total, group)
     records = _records(rows, texts, components, total, advantages)
     console.print(_table(records))
-    _write(config.out_dir, records, samples, images, prompts, scores, selected, group)
+    _write(config.out_dir, records, samples, images, prompts, scores, selected, group, merge)
     console.print(f"wrote {config.out_dir / 'scores.jsonl'} and {config.out_dir / 'heatmaps.png'}")
     return records
 
@@ -176,12 +177,14 @@ def _write(
     scores: Any,
     selected: torch.Tensor,
     group: int,
+    merge: int,
 ) -> None:
     write_jsonl(out_dir / "scores.jsonl", records)
     panels = []
     for i, (sample, image) in enumerate(zip(samples, images, strict=True)):
         row = i * group  # the reference completion of this group
-        heat = attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row])).numpy()
+        grid = token_grid_shape(prompts["image_grid_thw"][row], merge)
+        heat = attention_map(scores, selected, row, grid).numpy()
         share = records[row]["region_attention"]
         panels.append(
             (image, heat, [r.bbox for r in sample.regions], f"{sample.question[:40]}  r_attn={share:.2f}")

@@ -2,15 +2,21 @@
 
 Both need a full log-softmax over the vocabulary, which for a real vocabulary (~150k for
 Qwen2.5-VL) and a 1k-token response is several GiB in float32. They are therefore computed in
-chunks over the time axis, in float32 whatever the logits' dtype [ours]. Used by the scoring
-forward (GRPO's old/reference log-probs and the entropies that choose the attention reward's
-tokens) and by SFT's loss.
+chunks over the time axis, in float32 for half-precision or float32 logits [ours] — and in float64
+for float64 logits, so a float64 policy (the equivalence tests) is float64 end to end. Used by the
+scoring forward (GRPO's old/reference log-probs and the entropies that choose the attention
+reward's tokens) and by SFT's loss.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def upcast(x: Tensor) -> Tensor:
+    """`x` in at least float32: half precision is raised to float32, float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _check_logits(logits: Tensor, chunk_size: int) -> None:
@@ -21,27 +27,27 @@ def _check_logits(logits: Tensor, chunk_size: int) -> None:
 
 
 def token_entropy(logits: Tensor, chunk_size: int = 1024) -> Tensor:
-    """Entropy −Σ p log p of each position's next-token distribution, in float32.
+    """Entropy −Σ p log p of each position's next-token distribution, in float32 (float64 logits: float64).
 
     Args:
         logits: [B, T, V] unnormalised scores (any float dtype).
         chunk_size: positions per chunk; bounds the float32 working memory to B·chunk_size·V.
 
     Returns:
-        [B, T] float32 entropies in nats. Differentiable, but meant for use under ``torch.no_grad``.
+        [B, T] entropies in nats, float32 (float64 for float64 logits). Differentiable, but meant for use under ``torch.no_grad``.
     """
     _check_logits(logits, chunk_size)
     chunks = []
     for start in range(0, logits.shape[1], chunk_size):
-        logp = torch.log_softmax(logits[:, start : start + chunk_size].float(), dim=-1)  # [B, C, V]
+        logp = torch.log_softmax(upcast(logits[:, start : start + chunk_size]), dim=-1)  # [B, C, V]
         chunks.append(-(logp.exp() * logp).sum(dim=-1))  # [B, C]
     if not chunks:
-        return logits.new_zeros(logits.shape[:2], dtype=torch.float32)  # [B, 0]
+        return upcast(logits.new_zeros(logits.shape[:2]))  # [B, 0]
     return torch.cat(chunks, dim=1)  # [B, T]
 
 
 def token_logprobs(logits: Tensor, tokens: Tensor, chunk_size: int = 1024) -> Tensor:
-    """Log-probability of each given token under its position's distribution, in float32.
+    """Log-probability of each given token under its position's distribution, in float32 (float64 logits: float64).
 
     Computed as ``logit[token] − logsumexp(logits)`` chunk by chunk, which equals gathering the
     log-softmax but never materialises the [B, T, V] log-softmax. Supports autograd (policy loss).
@@ -52,7 +58,7 @@ def token_logprobs(logits: Tensor, tokens: Tensor, chunk_size: int = 1024) -> Te
         chunk_size: positions per chunk.
 
     Returns:
-        [B, T] float32 log-probabilities.
+        [B, T] log-probabilities, float32 (float64 for float64 logits).
     """
     _check_logits(logits, chunk_size)
     if tokens.shape != logits.shape[:2]:
@@ -61,12 +67,12 @@ def token_logprobs(logits: Tensor, tokens: Tensor, chunk_size: int = 1024) -> Te
         )
     chunks = []
     for start in range(0, logits.shape[1], chunk_size):
-        part = logits[:, start : start + chunk_size].float()  # [B, C, V]
+        part = upcast(logits[:, start : start + chunk_size])  # [B, C, V]
         index = tokens[:, start : start + chunk_size].long().unsqueeze(-1)  # [B, C, 1]
         picked = part.gather(dim=-1, index=index).squeeze(-1)  # [B, C]
         chunks.append(picked - torch.logsumexp(part, dim=-1))  # [B, C]
     if not chunks:
-        return logits.new_zeros(logits.shape[:2], dtype=torch.float32)  # [B, 0]
+        return upcast(logits.new_zeros(logits.shape[:2]))  # [B, 0]
     return torch.cat(chunks, dim=1)  # [B, T]
 
 

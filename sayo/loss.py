@@ -27,6 +27,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from sayo.logprobs import upcast
+
 AdvantageScale = Literal["group", "batch", "none"]
 LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
 ADVANTAGE_SCALES: tuple[str, ...] = get_args(AdvantageScale)
@@ -198,16 +200,16 @@ def policy_loss(
         )
     _check_loss_args(logps, old_logps, advantages, mask, ref_logps, beta)
     valid = mask.bool()  # [B, T]
-    zeros = torch.zeros_like(logps, dtype=torch.float32)  # [B, T]
-    log_ratio = torch.where(valid, logps.float() - old_logps.float(), zeros)  # [B, T]
+    zeros = upcast(torch.zeros_like(logps))  # [B, T], float32 (float64 for float64 log-probs)
+    log_ratio = torch.where(valid, upcast(logps) - upcast(old_logps), zeros)  # [B, T]
     ratio = torch.exp(log_ratio)  # [B, T]
-    adv = advantages.float().unsqueeze(1)  # [B, 1]
+    adv = upcast(advantages).unsqueeze(1)  # [B, 1]
     unclipped = ratio * adv  # [B, T]
     clipped = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high) * adv  # [B, T]
     per_token = -torch.minimum(unclipped, clipped)  # [B, T]
     kl = zeros  # [B, T]
     if ref_logps is not None:
-        delta = torch.where(valid, ref_logps.float() - logps.float(), zeros)  # [B, T]
+        delta = torch.where(valid, upcast(ref_logps) - upcast(logps), zeros)  # [B, T]
         kl = torch.exp(delta) - delta - 1.0  # [B, T]
     if beta > 0.0:
         per_token = per_token + beta * kl  # [B, T]

@@ -11,8 +11,9 @@ its own unpacked row, so every completion logit equals the unpacked one (tested,
 while the prompt is computed once: on the tiny benchmark shape 4 × (154 + 4·24) tokens instead of
 16 × (154 + 24), 2.8× fewer.
 
-The model gets the mask ready-made (`attention_mask={"full_attention": mask}`, which transformers
-passes to the layers as is), explicit 3-D positions and precomputed image features, so the path
+The model gets the mask ready-made (a 4-D [P, 1, S, S] mask, which transformers' mask builder
+passes to the layers as is, in Qwen2.5-VL and Qwen3-VL alike), explicit 3-D positions and
+precomputed image features (Qwen3-VL's DeepStack levels included, `sayo.vision`), so the path
 needs an attention kernel that takes an arbitrary mask (`sdpa`, `eager`) and full attention in
 every layer; otherwise `packable` is False and callers keep the one-row-per-rollout layout.
 Rows that are padding attend to themselves (a query that sees no key would give NaN); no real
@@ -74,7 +75,7 @@ def _rope_index(model: nn.Module) -> Any:
 
 
 def rope_index_available(model: nn.Module) -> bool:
-    """Whether the model computes its own M-RoPE positions (`get_rope_index`, Qwen2/2.5-VL)."""
+    """Whether the model computes its own M-RoPE positions (`get_rope_index`: Qwen2/2.5-VL, Qwen3-VL)."""
     return _rope_index(model) is not None
 
 
@@ -144,7 +145,7 @@ def pack_groups(
     keep[:, 0] = prompt_len - 1
     inputs = {
         "input_ids": seq_ids,
-        "attention_mask": {"full_attention": _model_mask(model, visible)},
+        "attention_mask": _model_mask(model, visible),  # [P, 1, S, S], used as given
         "position_ids": torch.cat([positions, completion_positions], dim=2),  # [3, P, S]
         **encoder_inputs(features),
     }

@@ -18,7 +18,7 @@ from torch import Tensor
 from transformers import BatchFeature
 
 from sayo.data.schema import AnswerType, Sample
-from sayo.regions import sequence_region_mask
+from sayo.regions import batch_merge_size, sequence_region_mask
 from sayo.vision import row_patches
 
 INSTRUCTION = (
@@ -78,14 +78,18 @@ def prompt_region_mask(
     images: Sequence[Image.Image],
     image_token_id: int,
     repeat: int = 1,
-    merge_size: int = 2,
+    merge_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(image_mask, region_mask), each [B, P]: image tokens, and those inside the samples' regions."""
+    """(image_mask, region_mask), each [B, P]: image tokens, and those inside the samples' regions.
+
+    `merge_size` defaults to the one the batch itself shows (`sayo.regions.batch_merge_size`: its
+    image-token count against `image_grid_thw`), so any Qwen-VL processor's batch maps correctly.
+    """
+    ids, grids = prompt_inputs["input_ids"], prompt_inputs["image_grid_thw"]
     boxes = [[r.bbox for r in s.regions] for s in samples for _ in range(repeat)]
     sizes = [img.size for img in images for _ in range(repeat)]
-    return sequence_region_mask(
-        prompt_inputs["input_ids"], image_token_id, prompt_inputs["image_grid_thw"], boxes, sizes, merge_size
-    )
+    merge = merge_size if merge_size is not None else batch_merge_size(ids, image_token_id, grids)
+    return sequence_region_mask(ids, image_token_id, grids, boxes, sizes, merge)
 
 
 def select_rows(prompts: Any, rows: Sequence[int]) -> BatchFeature:

@@ -1,17 +1,20 @@
-"""Map annotated image regions (pixel boxes) to the Qwen2.5-VL visual tokens that cover them.
+"""Map annotated image regions (pixel boxes) to the Qwen-VL visual tokens that cover them.
 
 Why: SAYO's attention reward (docs/method.md, "The attention reward") is the share of a response
 token's visual attention that lands on the region tokens R ⊂ I. R is built here, from boxes in
 original image pixels, at data-construction time (docs/method.md, "Data and regions" [paper]).
 
-How the model sees an image (docs/method.md, "Data and regions" [ours, Qwen2.5-VL family]): the processor
-stretches it with `smart_resize` to sides that are multiples of 28 (patch 14 × spatial merge 2),
-cuts 14-px patches and emits them merge window by merge window (`patchify` orders the axes
+How the model sees an image (docs/method.md, "Data and regions" [ours, Qwen2.5-VL and Qwen3-VL families]): the
+processor stretches it with `smart_resize` to sides that are multiples of the cell size p·m (patch
+p = 14 px for Qwen2/2.5-VL, 16 px for Qwen3-VL; spatial merge m = 2 for both: 28- or 32-px cells),
+cuts p-px patches and emits them merge window by merge window (`patchify` orders the axes
 (h/m, w/m, m, m)); the vision tower's patch merger folds each m² consecutive patches into one
-LLM token (window attention is undone by `reverse_indices` before that). So token k of an image
-is cell (k // cols, k % cols) of a rows × cols grid, with (t, h, w) = `image_grid_thw`,
-rows = h/m, cols = w/m. Since the resize stretches each axis uniformly, a cell measures
-W/cols × H/rows *original* pixels: neither the patch size nor the resized size is needed.
+LLM token (Qwen2.5-VL's window attention is undone by `reverse_indices` before that; Qwen3-VL's
+DeepStack mergers fold the same windows). So token k of an image is cell (k // cols, k % cols) of a
+rows × cols grid, with (t, h, w) = `image_grid_thw`, rows = h/m, cols = w/m. Since the resize
+stretches each axis uniformly, a cell measures W/cols × H/rows *original* pixels: neither the patch
+size nor the resized size is needed, only m — which the token count of a processed batch fixes
+(t·h·w / m² tokens per image, `batch_merge_size`), and `VisionGeometry` reads from a processor.
 
 Overlap rule [ours] (docs/method.md: a box "marks every cell it overlaps"):
 - a cell counts when the box covers a positive area of it; touching only its edge does not;
@@ -28,6 +31,8 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -123,8 +128,8 @@ def bbox_to_token_indices(
     Args:
         bbox: (x1, y1, x2, y2) in original image pixels.
         image_size: (width, height) of the original image.
-        grid_thw: (t, h, w) in 14-px patches, one row of the processor's `image_grid_thw`.
-        merge_size: spatial merge of the vision tower (2 for Qwen2-VL / Qwen2.5-VL).
+        grid_thw: (t, h, w) in patches, one row of the processor's `image_grid_thw`.
+        merge_size: spatial merge of the vision tower (2 for Qwen2-VL, Qwen2.5-VL and Qwen3-VL).
         min_coverage: a cell counts only if the box covers more than this fraction of its area.
     Returns:
         Sorted token indices in [0, t·h·w / merge_size²); slice s is offset by s·rows·cols.
@@ -257,7 +262,70 @@ def sequence_region_mask(
 def resized_size(
     image_size: Sequence[int], min_pixels: int, max_pixels: int, factor: int = 28
 ) -> tuple[int, int]:
-    """(width, height) the Qwen2-VL processor resizes an image to (`smart_resize`, sides % factor == 0)."""
+    """(width, height) the Qwen2-VL image processor resizes an image to (`smart_resize`, sides % factor
+    == 0); factor = patch · merge: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL (`VisionGeometry.cell`)."""
     width, height = (operator.index(v) for v in image_size)
     new_h, new_w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return new_w, new_h
+
+
+def batch_merge_size(
+    input_ids: torch.Tensor, image_token_id: int, image_grid_thw: torch.Tensor | Sequence[Sequence[int]]
+) -> int:
+    """The spatial merge m of a processed batch: its images hold Σ t·h·w patches and it has
+    Σ t·h·w / m² image tokens, whatever the architecture.
+
+    Raises:
+        ValueError: when no integer m fits (the token runs do not match `image_grid_thw`).
+    """
+    grids = _grid_rows(image_grid_thw)
+    patches = sum(math.prod(g) for g in grids)
+    tokens = int((input_ids == image_token_id).sum())
+    merge = math.isqrt(patches // tokens) if tokens else 0
+    if not tokens or merge * merge * tokens != patches:
+        raise ValueError(
+            f"{tokens} tokens equal to image_token_id={image_token_id} for {len(grids)} images of {patches} "
+            "patches: not patches / m² for any integer merge size m"
+        )
+    return merge
+
+
+@dataclass(frozen=True)
+class VisionGeometry:
+    """How a processor cuts images: patch side, spatial merge and the `smart_resize` pixel bounds.
+
+    patch_size: px per patch side (14 for Qwen2/2.5-VL, 16 for Qwen3-VL)
+    merge_size: patches per merged-token side (2)
+    min_pixels, max_pixels: the resize bounds (`size.shortest_edge` / `size.longest_edge`)
+    """
+
+    patch_size: int
+    merge_size: int
+    min_pixels: int
+    max_pixels: int
+
+    @classmethod
+    def of(cls, processor: Any) -> VisionGeometry:
+        """Read from a processor or its image processor (Qwen2-VL image processor settings)."""
+        image_processor = getattr(processor, "image_processor", processor)
+        size = image_processor.size
+        return cls(
+            patch_size=int(image_processor.patch_size),
+            merge_size=int(image_processor.merge_size),
+            min_pixels=int(size["shortest_edge"]),
+            max_pixels=int(size["longest_edge"]),
+        )
+
+    @property
+    def cell(self) -> int:
+        """Pixels per merged-token side of the resized image (the resize factor): patch · merge."""
+        return self.patch_size * self.merge_size
+
+    def grid_thw(self, image_size: Sequence[int]) -> tuple[int, int, int]:
+        """(t, h, w) in patches that the processor gives a still image of (width, height) pixels."""
+        width, height = resized_size(image_size, self.min_pixels, self.max_pixels, self.cell)
+        return 1, height // self.patch_size, width // self.patch_size
+
+    def num_tokens(self, image_size: Sequence[int]) -> int:
+        """LLM tokens of a still image of (width, height) pixels."""
+        return num_image_tokens(self.grid_thw(image_size), self.merge_size)

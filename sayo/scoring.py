@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from sayo.attention import AttentionCapture, positions_from_mask
-from sayo.logprobs import token_entropy, token_logprobs
+from sayo.logprobs import token_entropy, token_logprobs, upcast
 from sayo.packing import PackedGroups
 from sayo.rewards.attention import RegionMasses, region_masses
 
@@ -82,13 +82,13 @@ def completion_logits(
     inputs = _joint_inputs(prompt_inputs, completion_ids, completion_mask)
     num_completion = completion_ids.shape[1]
     out = model(**inputs, use_cache=False, logits_to_keep=num_completion + 1)
-    return out.logits[:, :-1].float() / temperature  # [B, T, V]
+    return upcast(out.logits[:, :-1]) / temperature  # [B, T, V], at least float32
 
 
 def packed_completion_logits(model: nn.Module, packed: PackedGroups, temperature: float = 1.0) -> Tensor:
     """`completion_logits` of grouped rollouts laid out by `sayo.packing.pack_groups`: [P·g, T, V]."""
     out = model(**packed.inputs, use_cache=False, logits_to_keep=packed.keep)
-    return packed.unpack(out.logits).float() / temperature
+    return upcast(packed.unpack(out.logits)) / temperature
 
 
 def score_rollouts(

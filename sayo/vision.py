@@ -9,6 +9,12 @@ a large share on a real one (a 675 M-parameter ViT over ~1k patches per image fo
 takes as `mm_encoder_outputs` (transformers' precomputed-encoder input: the same embedding
 scatter and M-RoPE positions as from pixels, tested equal). Gradients through shared features
 add up over the rows that use them, exactly as with repeated pixels.
+
+Qwen3-VL's tower also returns DeepStack features (one [tokens, hidden] map per chosen vision
+block, added to the first decoder layers' hidden states at the image positions). They travel with
+the main features as one tensor per image, [1 + D, tokens, hidden] (main first, then the D levels),
+so every holder of "an image's features" (generation, packing, the reference forward) carries
+them without knowing the architecture; `encoder_inputs` splits them again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 
 def row_patches(prompts: Mapping[str, Tensor]) -> list[slice]:
@@ -62,9 +68,16 @@ class SharedImages:
         return SharedImages(blank_patches(self.pixel_values, self.grid_thw), self.grid_thw, self.row_image)
 
     def encode(self, model: Any) -> tuple[Tensor, ...]:
-        """Features of each distinct image ([tokens_i, hidden] each), the tower run once per image."""
+        """Features of each distinct image, the tower run once per image: [tokens_i, hidden] each,
+        or [1 + D, tokens_i, hidden] with D DeepStack levels (Qwen3-VL)."""
         out = model.get_image_features(self.pixel_values, self.grid_thw, return_dict=True)
-        return tuple(out.pooler_output)
+        deepstack = getattr(out, "deepstack_features", None)
+        if not deepstack:
+            return tuple(out.pooler_output)
+        # per image: its main features, then its map of each DeepStack level, in level order
+        return tuple(
+            torch.stack([main, *levels]) for main, *levels in zip(out.pooler_output, *deepstack, strict=True)
+        )
 
     def per_row(self, features: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Each row's image features, from `encode`'s per-image ones."""
@@ -96,8 +109,29 @@ def blank_patches(pixel_values: Tensor, grid_thw: Tensor) -> Tensor:
 
 
 def encoder_inputs(features: Sequence[Tensor]) -> dict[str, Any]:
-    """Model/generate kwargs that feed precomputed per-row image features instead of pixels."""
-    outputs = BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]  # per image
+    """Model/generate kwargs that feed precomputed per-row image features instead of pixels.
+
+    `features` as from `SharedImages.encode`: all [tokens_i, hidden], or all [1 + D, tokens_i, hidden]
+    (main features and D DeepStack levels). Qwen2.5-VL reads only the main features; Qwen3-VL also
+    the (possibly empty) list of levels.
+    """
+    dims = {f.dim() for f in features}
+    if dims == {3}:
+        levels = {f.shape[0] for f in features}
+        if len(levels) != 1:
+            raise ValueError(f"image features with different numbers of DeepStack levels: {sorted(levels)}")
+        main = tuple(f[0] for f in features)  # per image [tokens_i, hidden]
+        deepstack = [tuple(f[level] for f in features) for level in range(1, levels.pop())]  # D × per image
+    elif dims <= {2}:
+        main, deepstack = tuple(features), []
+    else:
+        raise ValueError(
+            f"image features must all be [tokens, hidden] or all [1 + D, tokens, hidden], got dims {sorted(dims)}"
+        )
+    outputs = BaseModelOutputWithDeepstackFeatures(
+        pooler_output=main,  # type: ignore[arg-type]  # per image
+        deepstack_features=deepstack,  # type: ignore[arg-type]  # per level, per image
+    )
     return {"mm_encoder_outputs": {"image": outputs}}
 
 

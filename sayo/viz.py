@@ -2,9 +2,9 @@
 
 Why: SAYO's claim is about *where* the model looks (docs/method.md, "Findings to reproduce" 4), so the report
 overlays the visual-token attention on the image next to the annotated region. The attention grid
-is the merged visual-token grid (one cell per 28×28 px of the processor-resized image); the
-resized image covers the whole original image, so the grid is simply stretched to the original
-size. Pure PIL + numpy, with matplotlib used only for its colormaps (no pyplot, no display).
+is the merged visual-token grid (one cell per 28×28 px of the processor-resized image for
+Qwen2/2.5-VL, 32×32 px for Qwen3-VL); the resized image covers the whole original image, so the
+grid is simply stretched to the original size. Pure PIL + numpy, with matplotlib used only for its colormaps (no pyplot, no display).
 Heat is blended with an opacity that grows with attention, so unattended parts of the image stay
 visible and the hot cells stand out.
 """

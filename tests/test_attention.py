@@ -1,20 +1,29 @@
-"""Attention capture must equal the model's own attention weights (eager) without eager attention."""
+"""Attention capture must equal the model's own attention weights (eager) without eager attention.
+
+Both tiny architectures, in float64: Qwen2.5-VL (the capture keeps the q/k projections) and
+Qwen3-VL (it keeps the per-head RMS-normalised q/k), each with left padding and grouped-query heads.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import as_float64
 
-from sayo.attention import AttentionCapture, positions_from_mask, resolve_layers
-from sayo.models import build_tiny
+import sayo.attention
+from sayo.attention import AttentionCapture, _query_key_modules, positions_from_mask, resolve_layers
+from sayo.packing import rope_positions
 
 
 @pytest.fixture(scope="module")
-def eager(tiny):
-    """The same weights with eager attention, to read reference weights via output_attentions."""
-    model, _ = build_tiny()
-    model.set_attn_implementation("eager")
-    return model
+def float64_pair(policy64, arch_batch):
+    """(sdpa model, eager model) in float64 with the same weights, and the batch in float64."""
+    model, _ = policy64
+    eager = as_float64(model)
+    eager.set_attn_implementation("eager")
+    batch, _, _ = arch_batch
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    return model, eager, batch
 
 
 def _queries_and_keys(model, batch):
@@ -24,9 +33,25 @@ def _queries_and_keys(model, batch):
     return query_index, key_index, key_valid
 
 
+def eager_inputs(model, batch):
+    """`batch` with the [B, 1, S, S] additive causal + padding mask that eager attention builds for
+    float32, given explicitly (with the M-RoPE positions the model would compute from the 2-D mask):
+    transformers builds float64's with float64's minimum, which its float32 softmax turns into
+    -inf, so a padding query that sees no key would give NaN that the next layer's value matmul
+    spreads to every row (0 · NaN)."""
+    mask = batch["attention_mask"].bool()  # [B, S]
+    seq = mask.shape[1]
+    visible = mask[:, None, :] & torch.ones(seq, seq, dtype=torch.bool).tril()  # [B, S, S]
+    bias = torch.zeros(visible.shape, dtype=torch.float64)
+    bias = bias.masked_fill(~visible, torch.finfo(torch.float32).min)
+    return {**batch, "attention_mask": bias[:, None], "position_ids": rope_positions(model, batch)}
+
+
 def _reference(eager_model, batch, layers, query_index, key_index, reduce="mean"):
     with torch.no_grad():
-        attentions = eager_model(**batch, output_attentions=True).attentions  # L x [B, H, S, S]
+        attentions = eager_model(
+            **eager_inputs(eager_model, batch), output_attentions=True
+        ).attentions  # L x [B, H, S, S]
     per_layer = []
     for i in layers:
         heads = attentions[i].mean(1) if reduce == "mean" else attentions[i].amax(1)  # [B, S, S]
@@ -35,6 +60,18 @@ def _reference(eager_model, batch, layers, query_index, key_index, reduce="mean"
     return torch.stack(per_layer).mean(0)  # [B, Q, K]
 
 
+def _captured_and_eager(model, eager, batch, layers, reduce):
+    query_index, key_index, key_valid = _queries_and_keys(model, batch)
+    capture = AttentionCapture(model, layers=layers, head_reduce=reduce)
+    with torch.no_grad(), capture.record(query_index, key_index, batch["attention_mask"]) as request:
+        model(**(eager_inputs(eager, batch) if model is eager else batch))
+    got = capture.result(request) * key_valid[:, None, :]
+    resolved = resolve_layers(layers, model.config.text_config.num_hidden_layers)
+    want = _reference(eager, batch, resolved, query_index, key_index, reduce) * key_valid[:, None, :]
+    return got, want
+
+
+@pytest.mark.equivalence
 @pytest.mark.parametrize(
     ("layers", "reduce", "which"),
     [
@@ -44,24 +81,33 @@ def _reference(eager_model, batch, layers, query_index, key_index, reduce="mean"
         ("all", "mean", "eager"),  # hooks work whatever the kernel
     ],
 )
-def test_capture_equals_eager_attention(tiny, eager, two_prompt_batch, layers, reduce, which):
-    model = tiny[0] if which == "sdpa" else eager
-    batch, _, _ = two_prompt_batch  # row 0 longer prompt; row 1 left-padded
-    query_index, key_index, key_valid = _queries_and_keys(model, batch)
-    capture = AttentionCapture(model, layers=layers, head_reduce=reduce)
-    with torch.no_grad(), capture.record(query_index, key_index, batch["attention_mask"]) as request:
-        model(**batch)
-    got = capture.result(request) * key_valid[:, None, :]
-    resolved = resolve_layers(layers, model.config.text_config.num_hidden_layers)
-    want = _reference(eager, batch, resolved, query_index, key_index, reduce) * key_valid[:, None, :]
-    assert got.shape == want.shape
+def test_capture_equals_eager_attention(float64_pair, layers, reduce, which):
+    model, eager, batch = float64_pair  # row 0 longer prompt; row 1 left-padded
+    assert model.dtype == torch.float64
+    got, want = _captured_and_eager(model if which == "sdpa" else eager, eager, batch, layers, reduce)
+    assert got.shape == want.shape and got.dtype == torch.float64
+    # probabilities in [0, 1]: an absolute bound; eager's own softmax runs in float32 (~1e-7)
     assert (got - want).abs().max().item() < 1e-5
     assert got.sum() > 0  # not trivially zero
 
 
-def test_hooks_are_removed_even_on_error(tiny, two_prompt_batch):
-    model, _ = tiny
-    batch, _, _ = two_prompt_batch
+@pytest.mark.equivalence
+def test_capture_of_normalised_heads_needs_the_norm_outputs(float64_pair, arch, monkeypatch):
+    """Qwen3-VL: keeping the projections instead of the per-head norms gives other attention, so
+    the test above can tell."""
+    model, eager, batch = float64_pair
+    if arch != "tiny-qwen3-vl":
+        pytest.skip("Qwen2.5-VL has no per-head q/k norms")
+    attn = model.model.language_model.layers[0].self_attn
+    assert _query_key_modules(attn) == (attn.q_norm, attn.k_norm)
+    monkeypatch.setattr(sayo.attention, "_query_key_modules", lambda a: (a.q_proj, a.k_proj))
+    got, want = _captured_and_eager(model, eager, batch, "all", "mean")
+    assert (got - want).abs().max().item() > 1e-3
+
+
+def test_hooks_are_removed_even_on_error(policy, arch_batch):
+    model, _ = policy
+    batch, _, _ = arch_batch
     query_index, key_index, _ = _queries_and_keys(model, batch)
     capture = AttentionCapture(model)
     with (
@@ -70,7 +116,9 @@ def test_hooks_are_removed_even_on_error(tiny, two_prompt_batch):
     ):
         raise RuntimeError("boom")
     attn = capture.attn_modules[0]
-    assert not attn._forward_hooks and not attn._forward_pre_hooks and not attn.q_proj._forward_hooks
+    q_module, k_module = _query_key_modules(attn)
+    assert not attn._forward_hooks and not attn._forward_pre_hooks
+    assert not q_module._forward_hooks and not k_module._forward_hooks
 
 
 def test_result_without_forward_is_an_error(tiny, two_prompt_batch):

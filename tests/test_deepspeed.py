@@ -123,6 +123,7 @@ def train(engine, steps: int, device: str) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.equivalence
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_matches_plain_engine(tiny, dist: str, stage: int) -> None:
     plain = build_engine(copy.deepcopy(tiny[0]).train().to(dist), OPTIM, max_steps=4, grad_accum=2)
@@ -141,10 +142,16 @@ def test_zero_matches_plain_engine(tiny, dist: str, stage: int) -> None:
     assert out.shape == (1, 8)
     state = engine.full_state_dict()  # ZeRO-3: gathered from the shards
     assert state is not None and state.keys() == plain.model.state_dict().keys()
-    for name, value in plain.model.state_dict().items():  # atol: Adam's ~1e-3 steps, float noise at g ≈ 0
-        torch.testing.assert_close(state[name].cpu(), value.cpu(), rtol=1e-4, atol=1e-4, msg=name)
+    # Adam moves each weight by up to lr per step whatever the gradient's size, so float noise on a
+    # gradient near 0 (ZeRO's flattened buffers sum in another order) shows as a fraction of lr:
+    # the tolerance is a tenth of one step, not a fixed number
+    step = OPTIM.lr
+    for name, value in plain.model.state_dict().items():
+        torch.testing.assert_close(state[name].cpu(), value.cpu(), rtol=1e-4, atol=0.1 * step, msg=name)
     start = tiny[0].state_dict()
-    assert any(not torch.allclose(state[name].cpu(), start[name], atol=1e-4) for name in start)  # trained
+    assert any(
+        not torch.allclose(state[name].cpu(), start[name], atol=0.1 * step) for name in start
+    )  # trained
 
 
 @pytest.mark.slow

@@ -126,7 +126,9 @@ def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) 
     _copy_project(repo)
     _commit_all(repo)
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for stage in pipeline["stages"].values():  # stand-in outputs (untracked by git), so dvc can record every stage
+    for stage in pipeline[
+        "stages"
+    ].values():  # stand-in outputs (untracked by git), so dvc can record every stage
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = repo / (out if isinstance(out, str) else next(iter(out)))
             if path.suffix:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import assert_equivalent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,14 +16,20 @@ from sayo.rewards import select_high_entropy_tokens
 # ---------------------------------------------------------------- token_entropy / token_logprobs
 
 
+# float32 logits are computed in float32 (a few ulps from the float64 truth); float64 in float64
+PRECISION = [(torch.float32, 1e-5), (torch.float64, 1e-12)]
+
+
+@pytest.mark.equivalence
+@pytest.mark.parametrize(("dtype", "rel"), PRECISION)
 @pytest.mark.parametrize("chunk_size", [1, 2, 1024])  # chunk smaller than, dividing, larger than T
-def test_token_entropy_matches_direct_computation(chunk_size: int) -> None:
-    logits = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0)) * 3
-    probs = torch.softmax(logits.double(), dim=-1)
+def test_token_entropy_matches_direct_computation(chunk_size: int, dtype: torch.dtype, rel: float) -> None:
+    logits = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    probs = torch.softmax(logits, dim=-1)
     expected = -(probs * probs.log()).sum(-1)
-    got = token_entropy(logits, chunk_size=chunk_size)
-    assert got.dtype == torch.float32 and got.shape == (2, 5)
-    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+    got = token_entropy(logits.to(dtype), chunk_size=chunk_size)
+    assert got.dtype == dtype and got.shape == (2, 5)
+    assert_equivalent(got, expected, rel=rel)
 
 
 def test_uniform_logits_give_log_vocab() -> None:
@@ -39,23 +46,34 @@ def test_token_entropy_is_stable_for_extreme_logits_and_bf16() -> None:
     assert out.dtype == torch.float32 and torch.allclose(out, torch.full((1, 2), math.log(8)))
 
 
+@pytest.mark.equivalence
+@pytest.mark.parametrize(("dtype", "rel"), PRECISION)
 @pytest.mark.parametrize("chunk_size", [1, 3, 1024])
-def test_token_logprobs_equals_log_softmax_gather(chunk_size: int) -> None:
+def test_token_logprobs_equals_log_softmax_gather(chunk_size: int, dtype: torch.dtype, rel: float) -> None:
     gen = torch.Generator().manual_seed(1)
-    logits = torch.randn(2, 4, 9, generator=gen)
+    logits = torch.randn(2, 4, 9, generator=gen, dtype=torch.float64)
     tokens = torch.randint(0, 9, (2, 4), generator=gen)
     expected = torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(token_logprobs(logits, tokens, chunk_size=chunk_size), expected)
+    got = token_logprobs(logits.to(dtype), tokens, chunk_size=chunk_size)
+    assert got.dtype == dtype
+    assert_equivalent(got, expected, rel=rel)
 
 
+@pytest.mark.equivalence
 def test_token_logprobs_supports_backward() -> None:
-    logits = torch.randn(1, 3, 5, requires_grad=True)
+    logits = torch.randn(1, 3, 5, dtype=torch.float64, requires_grad=True)
     tokens = torch.tensor([[0, 4, 2]])
     token_logprobs(logits, tokens, chunk_size=2).sum().backward()
     # d log p_y / d logits = onehot(y) − softmax
-    expected = torch.nn.functional.one_hot(tokens, 5).float() - torch.softmax(logits.detach(), -1)
+    expected = torch.nn.functional.one_hot(tokens, 5).double() - torch.softmax(logits.detach(), -1)
     assert logits.grad is not None
-    torch.testing.assert_close(logits.grad, expected)
+    assert_equivalent(logits.grad, expected, rel=1e-12)
+
+
+def test_half_precision_logits_are_computed_in_float32() -> None:
+    logits = torch.randn(1, 2, 6, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    assert token_logprobs(logits, torch.tensor([[1, 5]])).dtype == torch.float32
+    assert token_entropy(logits).dtype == torch.float32
 
 
 def test_shape_errors() -> None:

@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from conftest import as_float64, assert_equivalent, prompt_batch
 
 from sayo.attention import AttentionCapture, decoder_layers
 from sayo.models.config import LoraConfig
@@ -24,6 +25,12 @@ IDS = torch.tensor([[5, 17, 42, 99, 7, 3]])  # [1, 6] text-only input
 def base(tiny):
     """A private copy of the tiny policy (apply_lora modifies its argument in place)."""
     return copy.deepcopy(tiny[0]).eval()
+
+
+@pytest.fixture
+def base64(policy):
+    """A private float64 copy of the tiny policy of each architecture (equivalence tests)."""
+    return as_float64(policy[0]).eval()
 
 
 def logits(model: torch.nn.Module, **inputs: torch.Tensor) -> torch.Tensor:
@@ -48,8 +55,8 @@ def randomise_adapters(model: torch.nn.Module) -> None:
         (["gate_proj", "down_proj"], 8),  # MLP names also exist in the vision tower: still 4 layers × 2
     ],
 )
-def test_adapters_only_on_language_model(base, targets: list[str], expected: int) -> None:
-    model = apply_lora(base, LoraConfig(target_modules=targets, dropout=0.0))
+def test_adapters_only_on_language_model(policy, targets: list[str], expected: int) -> None:
+    model = apply_lora(copy.deepcopy(policy[0]), LoraConfig(target_modules=targets, dropout=0.0))
     adapted = [
         name for name, module in model.named_modules() if hasattr(module, "lora_A") and "lora_A" not in name
     ]
@@ -120,18 +127,22 @@ def test_frozen_copy(base) -> None:
     torch.testing.assert_close(logits(ref), logits(base.eval()))
 
 
-def test_merged_copy_equals_adapters(base) -> None:
-    model = apply_lora(base, LoraConfig(dropout=0.0)).eval()
+@pytest.mark.equivalence
+def test_merged_copy_equals_adapters(base64, policy) -> None:
+    model = apply_lora(base64, LoraConfig(dropout=0.0)).eval()
     randomise_adapters(model)
     merged = merged_copy(model)
-    assert type(merged).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(merged) is type(policy[0])  # Qwen2_5_VL / Qwen3VL ForConditionalGeneration
     assert not any("lora_" in name for name, _ in merged.named_parameters())
-    torch.testing.assert_close(logits(merged), logits(model), atol=1e-5, rtol=1e-5)
+    assert_equivalent(logits(merged), logits(model))  # W + s·BA vs W x + s·B(A x), in float64
     assert any("lora_" in name for name, _ in model.named_parameters())  # the original keeps its adapters
 
 
-def test_attention_capture_through_peft(base, two_prompt_batch) -> None:
-    batch, _, _ = two_prompt_batch
+@pytest.mark.equivalence
+def test_attention_capture_through_peft(base64, policy) -> None:
+    batch, _, _ = prompt_batch(policy[1])
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    base = base64
     model = apply_lora(base, LoraConfig(dropout=0.0)).eval()
     randomise_adapters(model)
     merged = merged_copy(model)
@@ -146,8 +157,8 @@ def test_attention_capture_through_peft(base, two_prompt_batch) -> None:
         with torch.no_grad(), off, capture.record(query_index, key_index, batch["attention_mask"]) as request:
             net(**batch)
         results.append(capture.result(request))  # [2, 2, 8]
-    torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(results[0], results[2], atol=1e-4)  # the adapters do move the attention
+    assert_equivalent(results[0], results[1])  # capture through peft's wrappers = merged weights
+    assert (results[0] - results[2]).abs().max() > 1e-4  # the adapters do move the attention
 
 
 def test_gradient_checkpointing_then_lora_trains_every_adapter(base) -> None:

@@ -1,4 +1,5 @@
-"""Tests for sayo.regions: box → visual-token mapping, checked against the real Qwen2-VL processor."""
+"""Tests for sayo.regions: box → visual-token mapping, checked against the real Qwen-VL image
+processor with Qwen2.5-VL's (14-px patches) and Qwen3-VL's (16-px patches) settings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from PIL import Image, ImageDraw
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from sayo.regions import (
+    VisionGeometry,
+    batch_merge_size,
     bbox_to_token_indices,
     num_image_tokens,
     region_token_mask,
@@ -24,17 +27,37 @@ from sayo.regions import (
 
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 256
 PROCESSOR = Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS})
-MEAN = torch.tensor(PROCESSOR.image_mean).view(1, 3, 1, 1, 1)
-STD = torch.tensor(PROCESSOR.image_std).view(1, 3, 1, 1, 1)
+QWEN3_HALF = [0.5, 0.5, 0.5]  # Qwen3-VL normalises with mean = std = 0.5
+PROCESSORS = {
+    # the tiny Qwen2.5-VL's bounds: 4..256 cells of 28 px (small images are upscaled, large ones shrunk)
+    "qwen2.5-vl": PROCESSOR,
+    # the tiny Qwen3-VL's: 4..256 cells of 32 px
+    "qwen3-vl": Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 256},
+        patch_size=16,
+        image_mean=QWEN3_HALF,
+        image_std=QWEN3_HALF,
+    ),
+    # Qwen3-VL-8B's published settings: 256² to 4096² px
+    "qwen3-vl-8b": Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 65536, "longest_edge": 16777216},
+        patch_size=16,
+        image_mean=QWEN3_HALF,
+        image_std=QWEN3_HALF,
+    ),
+}
 
 
-def _process(image: Image.Image) -> tuple[torch.Tensor, list[int]]:
+def _process(image: Image.Image, processor=PROCESSOR) -> tuple[torch.Tensor, list[int]]:
     """Run the processor; return per-merged-token brightness in [0, 1] and the (t, h, w) grid."""
-    out = PROCESSOR(images=image, return_tensors="pt")
+    out = processor(images=image, return_tensors="pt")
     grid = out["image_grid_thw"][0].tolist()
-    patches = out["pixel_values"].view(-1, 3, 2, 14, 14) * STD + MEAN  # [N_patches, C, T, P, P]
-    # the patch merger folds merge² = 4 consecutive patch rows into one LLM token
-    brightness = patches.reshape(-1, 4 * 3 * 2 * 14 * 14).mean(dim=1)  # [N_tokens]
+    p, m, t = processor.patch_size, processor.merge_size, processor.temporal_patch_size
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1, 1)
+    patches = out["pixel_values"].view(-1, 3, t, p, p) * std + mean  # [N_patches, C, T, P, P]
+    # the patch merger folds merge² consecutive patch rows into one LLM token
+    brightness = patches.reshape(-1, m * m * 3 * t * p * p).mean(dim=1)  # [N_tokens]
     return brightness, grid
 
 
@@ -133,13 +156,22 @@ def test_bad_input_raises_with_value(call, needle: str) -> None:
 
 
 # ---------------------------------------------------------------- against the real processor
+@pytest.mark.parametrize("name", list(PROCESSORS))
 @settings(max_examples=50, deadline=None)
-@given(image_and_box())
-def test_mapping_matches_processor_grid(case: tuple[int, int, tuple[float, float, float, float]]) -> None:
+@given(case=image_and_box())
+def test_mapping_matches_processor_grid(
+    name: str, case: tuple[int, int, tuple[float, float, float, float]]
+) -> None:
+    processor = PROCESSORS[name]
+    geometry = VisionGeometry.of(processor)
     width, height, bbox = case
-    _, grid = _process(Image.new("RGB", (width, height)))
+    _, grid = _process(Image.new("RGB", (width, height)), processor)
     n_tokens = grid[0] * grid[1] * grid[2] // 4
-    assert resized_size((width, height), MIN_PIXELS, MAX_PIXELS) == (grid[2] * 14, grid[1] * 14)
+    assert list(geometry.grid_thw((width, height))) == grid  # the processor's smart_resize, its factor
+    assert geometry.num_tokens((width, height)) == n_tokens
+    cell = geometry.cell
+    size = resized_size((width, height), geometry.min_pixels, geometry.max_pixels, cell)
+    assert size == (grid[2] * geometry.patch_size, grid[1] * geometry.patch_size)
     assert num_image_tokens(grid) == n_tokens
     full = bbox_to_token_indices((0, 0, width, height), (width, height), grid)
     assert full == list(range(n_tokens))  # the whole image is every token
@@ -151,24 +183,29 @@ def test_mapping_matches_processor_grid(case: tuple[int, int, tuple[float, float
     cells = [token_index_to_bbox(i, (width, height), grid) for i in indices]
     assert any(c[0] <= cx <= c[2] and c[1] <= cy <= c[3] for c in cells)  # centre's cell is in
     assert all(_overlap_area(c, bbox) > 0 for c in cells)  # every returned cell overlaps the box
-    for i, cell in zip(indices, cells, strict=True):  # a cell's own box maps back to it alone
-        assert bbox_to_token_indices(cell, (width, height), grid) == [i]
+    for i, cell_box in zip(indices, cells, strict=True):  # a cell's own box maps back to it alone
+        assert bbox_to_token_indices(cell_box, (width, height), grid) == [i]
+
+
+def _cases(c: int) -> list[tuple[tuple[int, int], tuple[int, int, int, int]]]:
+    """Images and boxes in units of the merged cell c (28 px for Qwen2.5-VL, 32 for Qwen3-VL)."""
+    return [
+        ((8 * c, 4 * c), (4 * c, 0, 8 * c, 4 * c)),  # right half of a 2:1 image (no resize)
+        ((8 * c, 4 * c), (4 * c, 0, 8 * c, 2 * c)),  # top-right quadrant: tells rows from columns
+        ((6 * c, 10 * c), (c, 7 * c, 2 * c, 8 * c)),  # one cell at row 7, col 1 of a portrait image
+        ((2 * c, c), (c, 0, 2 * c, c)),  # upscaled 1.5× by 2×: the box's left column is half a cell
+        ((1000, 300), (500, 0, 1000, 150)),  # downscaled, cell edges fall off the box edges
+    ]
 
 
 @pytest.mark.parametrize(
-    ("size", "box"),
-    [
-        ((224, 112), (112, 0, 224, 112)),  # right half of a 2:1 image (no resize)
-        ((224, 112), (112, 0, 224, 56)),  # top-right quadrant: tells rows from columns
-        ((168, 280), (28, 196, 56, 224)),  # one 28-px cell at row 7, col 1 of a portrait image
-        ((56, 28), (28, 0, 56, 28)),  # upscaled 1.5× by 2×: the box's left column is half a cell
-        ((1000, 300), (500, 0, 1000, 150)),  # downscaled, cell edges fall off the box edges
-    ],
+    ("name", "size", "box"),
+    [(name, *case) for name, c in (("qwen2.5-vl", 28), ("qwen3-vl", 32)) for case in _cases(c)],
 )
-def test_token_order_matches_pixels(size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+def test_token_order_matches_pixels(name: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
     image = Image.new("RGB", size)
     ImageDraw.Draw(image).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill="white")
-    brightness, grid = _process(image)
+    brightness, grid = _process(image, PROCESSORS[name])
     lit = set(np.flatnonzero(brightness.numpy() > 0.1).tolist())  # tokens the model sees as bright
     touched = set(bbox_to_token_indices(box, size, grid))
     mostly = set(bbox_to_token_indices(box, size, grid, min_coverage=0.9))
@@ -177,9 +214,12 @@ def test_token_order_matches_pixels(size: tuple[int, int], box: tuple[int, int, 
     assert lit <= touched  # no bright token outside the mapped cells
 
 
+@pytest.mark.parametrize("name", list(PROCESSORS))
 @settings(max_examples=30, deadline=None)
-@given(image_and_box())
-def test_bright_tokens_lie_in_mapped_cells(case: tuple[int, int, tuple[float, float, float, float]]) -> None:
+@given(case=image_and_box())
+def test_bright_tokens_lie_in_mapped_cells(
+    name: str, case: tuple[int, int, tuple[float, float, float, float]]
+) -> None:
     width, height, (x1, y1, x2, y2) = case
     box = (
         math.floor(x1),
@@ -189,12 +229,20 @@ def test_bright_tokens_lie_in_mapped_cells(case: tuple[int, int, tuple[float, fl
     )
     image = Image.new("RGB", (width, height))
     ImageDraw.Draw(image).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill="white")
-    brightness, grid = _process(image)
+    brightness, grid = _process(image, PROCESSORS[name])
     touched = set(bbox_to_token_indices(box, (width, height), grid))
     lit = set(np.flatnonzero(brightness.numpy() > 0.15).tolist())
     assert lit <= touched
     mostly = bbox_to_token_indices(box, (width, height), grid, min_coverage=0.95)
     assert (brightness[mostly] > 0.7).all()
+
+
+def test_geometry_reads_the_processor() -> None:
+    assert VisionGeometry.of(PROCESSORS["qwen2.5-vl"]) == VisionGeometry(14, 2, MIN_PIXELS, MAX_PIXELS)
+    qwen3 = VisionGeometry.of(PROCESSORS["qwen3-vl-8b"])
+    assert (qwen3.patch_size, qwen3.merge_size, qwen3.cell) == (16, 2, 32)
+    assert qwen3.grid_thw((400, 300)) == (1, 18, 24)  # 400×300 → 384×288 (within the bounds): 18 × 24 patches
+    assert qwen3.num_tokens((400, 300)) == 9 * 12
 
 
 # ---------------------------------------------------------------- sequences
@@ -238,6 +286,28 @@ def test_sequence_batch_of_two() -> None:
 def test_sequence_count_mismatch_raises(ids: list[int], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         sequence_region_mask(torch.tensor(ids), IMG_TOK, GRIDS, REGIONS, SIZES)
+
+
+@pytest.mark.parametrize(
+    ("grids", "tokens", "merge"),
+    [
+        ([[1, 4, 6]], 6, 2),  # 24 patches, 6 tokens: merge 2
+        ([[1, 4, 6], [1, 2, 4]], 8, 2),  # two images
+        ([[1, 6, 6]], 4, 3),  # another tower's merge
+        ([[1, 4, 6]], 24, 1),  # no merging
+    ],
+)
+def test_batch_merge_size(grids: list[list[int]], tokens: int, merge: int) -> None:
+    ids = torch.tensor([[1, *[IMG_TOK] * tokens, 2]])
+    assert batch_merge_size(ids, IMG_TOK, torch.tensor(grids)) == merge
+
+
+@pytest.mark.parametrize("tokens", [0, 5, 7])
+def test_batch_merge_size_rejects_counts_that_fit_no_merge(tokens: int) -> None:
+    with pytest.raises(
+        ValueError, match=f"{tokens} tokens equal to image_token_id=9 for 1 images of 24 patches"
+    ):
+        batch_merge_size(torch.tensor([[1, *[IMG_TOK] * tokens, 2]]), IMG_TOK, [[1, 4, 6]])
 
 
 def test_sequence_image_split_across_rows_raises() -> None:

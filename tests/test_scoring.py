@@ -1,8 +1,13 @@
-"""The GRPO scoring forward: log-probs/entropies as from a full forward, attention shares in [0, 1]."""
+"""The GRPO scoring forward: log-probs/entropies as from a full forward, attention shares in [0, 1].
+
+The equivalences run on both tiny architectures in float64.
+"""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from conftest import assert_equivalent
 
 from sayo.attention import AttentionCapture
 from sayo.sampling import completion_mask, encode_completions, generate_completions
@@ -15,9 +20,14 @@ def _completions(processor):
     )
 
 
-def test_logps_and_entropy_match_a_full_forward(tiny, two_prompt_batch):
-    model, processor = tiny
-    batch, _, _ = two_prompt_batch
+def _float64(batch):
+    return {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+
+
+@pytest.mark.equivalence
+def test_logps_and_entropy_match_a_full_forward(policy64, arch_batch):
+    model, processor = policy64
+    batch = _float64(arch_batch[0])
     ids, mask = _completions(processor)
     scores = score_rollouts(model, batch, ids, mask, image_token_id=model.config.image_token_id)
     joint = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
@@ -26,17 +36,19 @@ def test_logps_and_entropy_match_a_full_forward(tiny, two_prompt_batch):
     # without mm_token_type_ids the model cannot place the image in its 3-D (M-RoPE) positions
     joint["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids)], 1)
     with torch.no_grad():
-        logits = model(**joint).logits[:, batch["input_ids"].shape[1] - 1 : -1].float()  # [B, T, V]
+        logits = model(**joint).logits[:, batch["input_ids"].shape[1] - 1 : -1]  # [B, T, V]
     logp = logits.log_softmax(-1)
     want_logps = logp.gather(-1, ids[..., None]).squeeze(-1)
     want_entropy = -(logp.exp() * logp).sum(-1)
-    torch.testing.assert_close(scores.logps[mask], want_logps[mask], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(scores.entropy[mask], want_entropy[mask], rtol=1e-4, atol=1e-4)
+    assert scores.logps.dtype == torch.float64
+    assert_equivalent(scores.logps[mask], want_logps[mask])
+    assert_equivalent(scores.entropy[mask], want_entropy[mask])
 
 
-def test_capture_does_not_change_logps(tiny, two_prompt_batch):
-    model, processor = tiny
-    batch, _, _ = two_prompt_batch
+@pytest.mark.equivalence
+def test_capture_does_not_change_logps(policy64, arch_batch):
+    model, processor = policy64
+    batch = _float64(arch_batch[0])
     ids, mask = _completions(processor)
     plain = score_rollouts(model, batch, ids, mask, image_token_id=model.config.image_token_id)
     image_mask = batch["input_ids"] == model.config.image_token_id
@@ -49,16 +61,16 @@ def test_capture_does_not_change_logps(tiny, two_prompt_batch):
         capture=AttentionCapture(model),
         region_mask=image_mask,
     )
-    torch.testing.assert_close(plain.logps, captured.logps)
+    assert torch.equal(plain.logps, captured.logps)  # the hooks only read
     # the region is the whole image: every valid token puts all of its visual attention on it
-    torch.testing.assert_close(captured.region_share[mask], torch.ones(int(mask.sum())))
+    assert_equivalent(captured.region_share[mask], torch.ones(int(mask.sum()), dtype=torch.float64))
     visual = captured.attention.sum(-1)  # [B, T] share of all attention that goes to the image
-    assert ((visual > 0) & (visual <= 1 + 1e-6))[mask].all()
+    assert ((visual > 0) & (visual <= 1 + 1e-12))[mask].all()
 
 
-def test_region_share_is_a_fraction(tiny, two_prompt_batch):
-    model, processor = tiny
-    batch, _, _ = two_prompt_batch
+def test_region_share_is_a_fraction(policy, arch_batch):
+    model, processor = policy
+    batch, _, _ = arch_batch
     ids, mask = _completions(processor)
     image_mask = batch["input_ids"] == model.config.image_token_id
     first_half = image_mask & (image_mask.cumsum(1) <= image_mask.sum(1, keepdim=True) // 2)
@@ -82,9 +94,9 @@ def test_completion_mask_stops_after_first_eos():
     assert completion_mask(ids, [6, 2]).int().tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
-def test_generate_pads_after_eos(tiny, two_prompt_batch):
-    model, processor = tiny
-    batch, _, _ = two_prompt_batch
+def test_generate_pads_after_eos(policy, arch_batch):
+    model, processor = policy
+    batch, _, _ = arch_batch
     torch.manual_seed(0)
     eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     ids, mask = generate_completions(
@@ -94,11 +106,11 @@ def test_generate_pads_after_eos(tiny, two_prompt_batch):
     assert (ids[~mask] == processor.tokenizer.pad_token_id).all()
 
 
-def test_select_rows_equals_processing_the_repeated_rows(tiny, two_prompt_batch):
+def test_select_rows_equals_processing_the_repeated_rows(policy, arch_batch):
     from sayo.prompts import select_rows
 
-    _, processor = tiny
-    batch, images, texts = two_prompt_batch
+    _, processor = policy
+    batch, images, texts = arch_batch
     rows = [1, 1, 0, 1]  # repeats, reordering, and a subset where the longest prompt is absent below
     direct = processor(
         text=[texts[i] for i in rows], images=[images[i] for i in rows], padding=True, return_tensors="pt"

@@ -1,7 +1,8 @@
 """The vision patch embedding as one matrix multiply instead of a Conv3d.
 
-Qwen2-VL / Qwen2.5-VL embed each 2×14×14 RGB patch with a `Conv3d` whose kernel equals its stride
-and whose input is exactly one kernel: that convolution *is* a linear map of the flattened patch.
+Qwen2-VL / Qwen2.5-VL (2×14×14 RGB patches) and Qwen3-VL (2×16×16) embed each patch with a
+`Conv3d` whose kernel equals its stride and whose input is exactly one kernel: that convolution
+*is* a linear map of the flattened patch.
 PyTorch runs it through the general conv3d kernel, which on CPU is ~7× slower than the matmul
 (45 ms vs 6.6 ms for 4,096 patches at width 128 on one core; backward 95 vs 14 ms) and on GPU also
 loses to a GEMM (vLLM replaces it the same way). `use_linear_patch_embed` switches such convs to

@@ -3,8 +3,9 @@
 Real checkpoints ship their tokenizer; the tiny model cannot download one, so we train a small
 byte-level BPE here, deterministically, on a fixed corpus that covers the synthetic tasks and the
 answer template. It uses Qwen2's pre-tokenisation (digits split one by one, byte-level fallback so
-any text encodes) and Qwen2.5-VL's special tokens and chat template, so every code path that
-handles a real Qwen2.5-VL tokenizer handles this one unchanged.
+any text encodes) and Qwen2.5-VL's special tokens (which Qwen3-VL keeps), with the chat template of
+the architecture it serves (Qwen2.5-VL's, or Qwen3-VL's for `tiny-qwen3-vl`), so every code path that
+handles a real Qwen tokenizer handles this one unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}"
 )
 
+# Qwen3-VL's chat template, reduced the same way: the same turns and image placeholder, but no
+# default system turn (Qwen3-VL writes one only when the messages start with a system message).
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for content in message['content'] -%}"
+    "{%- if content['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif content['type'] == 'text' -%}{{ content['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>' + '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}"
+)
+
 _WORDS = (
     "what which where how many is are the a an of in on at to inside outside left right top bottom "
     "middle center colour color shape digit number value bar chart line point label title axis "
@@ -76,13 +92,15 @@ def _training_corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab_size: int = 1024, chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
     """Train the tiny byte-level BPE tokenizer (deterministic) and wrap it for transformers.
 
     Args:
         vocab_size: target size of the learned vocabulary, special tokens included.
+        chat_template: `CHAT_TEMPLATE` (Qwen2.5-VL) or `QWEN3_VL_CHAT_TEMPLATE`; the vocabulary is
+            the same either way.
     Returns:
-        A fast tokenizer with Qwen2.5-VL's special tokens, `<think>/<answer>` tags and chat template.
+        A fast tokenizer with Qwen2.5-VL's special tokens, `<think>/<answer>` tags and the chat template.
     """
     backend = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     backend.normalizer = normalizers.NFC()
@@ -110,5 +128,5 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         padding_side="left",  # generation pads on the left, as for every decoder-only policy
     )
     tokenizer.add_tokens(list(TEMPLATE_TOKENS))
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer

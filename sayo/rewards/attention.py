@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sayo.logprobs import upcast
 from sayo.rewards.config import AttentionConfig
 from sayo.rewards.selection import select_high_entropy_tokens, selection_scores
 
@@ -66,13 +67,14 @@ def region_share(attention: Tensor, region_mask: Tensor, image_mask: Tensor | No
         image_mask: [B, K] bool image tokens I (default: all K), e.g. to ignore padding keys.
 
     Returns:
-        [B, T] float32 s_t = Σ_{k∈R} A / Σ_{k∈I} A, and 0 where the denominator is 0.
+        [B, T] s_t = Σ_{k∈R} A / Σ_{k∈I} A, and 0 where the denominator is 0; float32 (float64
+        for float64 attention).
     """
     if image_mask is not None and image_mask.shape != region_mask.shape:
         raise ValueError(
             f"image_mask shape {tuple(image_mask.shape)} must equal region_mask's {tuple(region_mask.shape)}"
         )
-    masses = region_masses(attention.float(), region_mask, image_mask)
+    masses = region_masses(attention, region_mask, image_mask)
     return _safe_ratio(masses.region, masses.image)  # [B, T]
 
 
@@ -166,7 +168,7 @@ def region_masses(attention: Tensor, region_mask: Tensor, image_mask: Tensor | N
             f"and {tuple(region_mask.shape)}"
         )
     image, region = _image_and_region(region_mask, image_mask)  # [B, K], [B, K]
-    attn = attention.to(torch.float64) if attention.dtype == torch.float64 else attention.float()  # [B, T, K]
+    attn = upcast(attention)  # [B, T, K], float32 (float64 for float64 attention)
     return RegionMasses(
         region=(attn * region.unsqueeze(1)).sum(dim=-1),  # [B, T]
         image=(attn * image.unsqueeze(1)).sum(dim=-1),  # [B, T]
