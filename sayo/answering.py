@@ -133,6 +133,7 @@ def _attention(
         image_token_id=image_token_id,
         capture=capture,
         region_mask=region_mask.to(ids.device),
+        query=options.attention.query,
     )
     assert scores.region is not None
     sensitivity = None

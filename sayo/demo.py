@@ -109,6 +109,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
             image_token_id=model.config.image_token_id,
             capture=capture,
             region_mask=region_mask,
+            query=attention.query,
         )
     assert scores.region is not None  # capture was given
     selected, measures = attention_on_region(scores.entropy, completion_mask, scores.region, attention)

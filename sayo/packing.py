@@ -39,6 +39,7 @@ class PackedGroups:
     """Model inputs for P groups of g completions, and how to map outputs back to rollout rows.
 
     inputs: kwargs for the model forward ([P, S] sequences, S = L + g·T)
+    tokens: [g·T] sequence positions of completion token t of completion j, in (j, t) order
     keep: [g·T] sequence positions whose outputs predict completion token t of completion j,
         in (j, t) order: the last prompt position for t = 0, the previous completion token otherwise
     visible: [P, S, S] which keys each query attends to
@@ -47,6 +48,7 @@ class PackedGroups:
 
     inputs: dict[str, Any]
     keep: Tensor
+    tokens: Tensor
     visible: Tensor
     prompt_ids: Tensor
     group_size: int
@@ -141,7 +143,8 @@ def pack_groups(
     visible = (allowed[None] & key_valid[:, None, :]) | torch.eye(seq_len, dtype=torch.bool, device=device)
     # token t of completion j is predicted at position L + j·T + t − 1, its first by the prompt's last
     starts = prompt_len + torch.arange(group_size, device=device)[:, None] * num_completion  # [g, 1]
-    keep = starts + torch.arange(num_completion, device=device)[None, :] - 1  # [g, T]
+    tokens = starts + torch.arange(num_completion, device=device)[None, :]  # [g, T]
+    keep = tokens - 1  # [g, T]
     keep[:, 0] = prompt_len - 1
     inputs = {
         "input_ids": seq_ids,
@@ -149,7 +152,9 @@ def pack_groups(
         "position_ids": torch.cat([positions, completion_positions], dim=2),  # [3, P, S]
         **encoder_inputs(features),
     }
-    return PackedGroups(inputs, keep.reshape(-1), visible, ids, group_size, num_completion)
+    return PackedGroups(
+        inputs, keep.reshape(-1), tokens.reshape(-1), visible, ids, group_size, num_completion
+    )
 
 
 def _model_mask(model: nn.Module, visible: Tensor) -> Tensor:

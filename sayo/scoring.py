@@ -27,6 +27,8 @@ from sayo.logprobs import token_entropy, token_logprobs, upcast
 from sayo.packing import PackedGroups
 from sayo.rewards.attention import RegionMasses, region_masses
 
+QUERIES = ("predicting", "own")
+
 
 @dataclass
 class RolloutScores:
@@ -103,6 +105,7 @@ def score_rollouts(
     temperature: float = 1.0,
     keep_graph: bool = False,
     packed: PackedGroups | None = None,
+    query: str = "predicting",
 ) -> RolloutScores:
     """One forward: log-probs, entropies and (optionally) attention on the image.
 
@@ -119,11 +122,15 @@ def score_rollouts(
         packed: the same rollouts laid out one sequence per group (`sayo.packing.pack_groups`);
             when given, the forward runs on it (`prompt_inputs` is not used) and gives the same
             values per row.
+        query: whose attention is token t's: `predicting`, the position that predicts t (the
+            attention that produced it), or `own`, t's own position (the authors' decode step).
     """
+    if query not in QUERIES:
+        raise ValueError(f"query={query!r}: expected one of {QUERIES}")
     with torch.set_grad_enabled(keep_graph):
         if packed is not None:
             return _score_packed(
-                model, packed, completion_ids, image_token_id, capture, region_mask, temperature
+                model, packed, completion_ids, image_token_id, capture, region_mask, temperature, query
             )
         return _score(
             model,
@@ -134,6 +141,7 @@ def score_rollouts(
             capture,
             region_mask,
             temperature,
+            query,
         )
 
 
@@ -146,6 +154,7 @@ def _score(
     capture: AttentionCapture | None,
     region_mask: Tensor | None,
     temperature: float,
+    query: str = "predicting",
 ) -> RolloutScores:
     prompt_len = prompt_inputs["input_ids"].shape[1]
     num_completion = completion_ids.shape[1]
@@ -154,9 +163,8 @@ def _score(
         return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits.detach()))
     key_index, image_keys = positions_from_mask(prompt_inputs["input_ids"] == image_token_id)  # [B, K]
     batch = completion_ids.shape[0]
-    query_index = (prompt_len - 1 + torch.arange(num_completion, device=completion_ids.device)).expand(
-        batch, -1
-    )
+    first = prompt_len - 1 if query == "predicting" else prompt_len  # the query of completion token 0
+    query_index = (first + torch.arange(num_completion, device=completion_ids.device)).expand(batch, -1)
     attention_mask = torch.cat([prompt_inputs["attention_mask"], completion_mask.long()], dim=1)  # [B, P+T]
     with capture.record(query_index, key_index, attention_mask) as request:
         logits = completion_logits(model, prompt_inputs, completion_ids, completion_mask, temperature)
@@ -172,12 +180,14 @@ def _score_packed(
     capture: AttentionCapture | None,
     region_mask: Tensor | None,
     temperature: float,
+    query: str = "predicting",
 ) -> RolloutScores:
     if capture is None:
         logits = packed_completion_logits(model, packed, temperature)
         return RolloutScores(token_logprobs(logits, completion_ids), token_entropy(logits.detach()))
     key_index, image_keys = positions_from_mask(packed.prompt_ids == image_token_id)  # [P, K]
-    query_index = packed.keep.expand(key_index.shape[0], -1)  # [P, g·T]
+    positions = packed.keep if query == "predicting" else packed.tokens  # [g·T]
+    query_index = positions.expand(key_index.shape[0], -1)  # [P, g·T]
     with capture.record(query_index, key_index, None, visible_keys=packed.visible) as request:
         logits = packed_completion_logits(model, packed, temperature)
     key_index, image_keys = packed.rows(key_index), packed.rows(image_keys)  # [B, K]

@@ -201,8 +201,11 @@ def test_groups_need_contiguous_equal_rows(grouped):
 # --- packed groups --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_groups_score_like_one_row_per_rollout(policy64, grouped, attn):
+@pytest.mark.parametrize(
+    ("attn", "query"),
+    [("sdpa", "predicting"), ("eager", "predicting"), ("sdpa", "own")],  # own: the token's own position
+)
+def test_packed_groups_score_like_one_row_per_rollout(policy64, grouped, attn, query):
     model = policy64[0]
     if attn == "eager":
         model = copy.deepcopy(model)
@@ -214,7 +217,7 @@ def test_packed_groups_score_like_one_row_per_rollout(policy64, grouped, attn):
     packed = _packed(model, prompts, shared, features, ids, mask)
     assert packed.inputs["input_ids"].shape[0] == 2  # one sequence per prompt
     key = rows["input_ids"] == model.config.image_token_id
-    kwargs = {"image_token_id": model.config.image_token_id, "region_mask": key}
+    kwargs = {"image_token_id": model.config.image_token_id, "region_mask": key, "query": query}
     # the plain reference on SDPA: float64 eager attention gives NaN on a left-padded row (its
     # float64 mask minimum becomes -inf in eager's float32 softmax), which packing never builds
     sdpa = policy64[0]

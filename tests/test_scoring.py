@@ -120,3 +120,26 @@ def test_select_rows_equals_processing_the_repeated_rows(policy, arch_batch):
         assert torch.equal(picked[key], direct[key]), key
     only_short = processor(text=[texts[1]] * 2, images=[images[1]] * 2, padding=True, return_tensors="pt")
     assert torch.equal(select_rows(batch, [1, 1])["input_ids"], only_short["input_ids"])  # padding trimmed
+
+
+@pytest.mark.equivalence
+def test_own_query_reads_each_tokens_own_position(tiny, two_prompt_batch):
+    """`query=own` is the attention of the row after `predicting`'s: shifting the query by one position."""
+    model, processor = tiny
+    batch, _, _ = two_prompt_batch
+    ids, mask = encode_completions(
+        processor.tokenizer, ["<think>red</think><answer>red</answer>", "a b c d e f"]
+    )
+    capture = AttentionCapture(model, layers="all")
+    kwargs = {"image_token_id": model.config.image_token_id, "capture": capture}
+    predicting = score_rollouts(model, batch, ids, mask, **kwargs)
+    own = score_rollouts(model, batch, ids, mask, query="own", **kwargs)
+    assert own.attention is not None and predicting.attention is not None
+    # the query that predicts token t + 1 is token t's own position
+    valid = mask[:, 1:]
+    assert_equivalent(
+        own.attention[:, :-1][valid], predicting.attention[:, 1:][valid], rel=1e-6, msg="shifted"
+    )
+    assert not torch.allclose(own.attention, predicting.attention)
+    with pytest.raises(ValueError, match="query='next'"):
+        score_rollouts(model, batch, ids, mask, query="next", **kwargs)

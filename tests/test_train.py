@@ -425,6 +425,7 @@ def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_data
         "rewards.attention.layers": "last",
         "rewards.attention.ratio": "0.3",
         "rewards.attention.exclude_last": "true",
+        "rewards.attention.query": "own",
         "rewards.weights.accuracy": "0.0",
         "rewards.weights.format": "1.0",
         "rewards.weights.region_attention": "1.0",
@@ -455,5 +456,5 @@ def test_the_official_recipe_holds_the_published_values():
         "ratio_of_means",
         "last",
     )
-    assert (attention.ratio, attention.exclude_last) == (0.3, True)
+    assert (attention.ratio, attention.exclude_last, attention.query) == (0.3, True, "own")
     assert r.deepspeed.config == "zero1"

@@ -39,8 +39,12 @@ class LoraConfig:
 class ModelConfig:
     """Which policy to start from and how to load it."""
 
-    name_or_path: str = "tiny"  # `tiny`, `tiny-qwen3-vl`, a local checkpoint directory, or a hub id in the HF cache
-    dtype: DType = "auto"  # auto = bf16 on a bf16-capable GPU, fp32 on CPU; float64 for exact-equivalence tests
+    name_or_path: str = (
+        "tiny"  # `tiny`, `tiny-qwen3-vl`, a local checkpoint directory, or a hub id in the HF cache
+    )
+    dtype: DType = (
+        "auto"  # auto = bf16 on a bf16-capable GPU, fp32 on CPU; float64 for exact-equivalence tests
+    )
     attn_implementation: AttnImplementation = "sdpa"  # the model's own attention kernel
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, more time)
     lora: LoraConfig = field(default_factory=LoraConfig)  # adapters instead of full fine-tuning

@@ -16,6 +16,7 @@ from sayo.config import check
 
 HeadReduce = Literal["mean", "max"]
 TokenSelection = Literal["entropy", "vision", "entropy_x_vision"]
+Query = Literal["predicting", "own"]
 RewardForm = Literal["share", "area_normalized", "tanh_log_ratio"]
 Aggregation = Literal["mean_of_ratios", "ratio_of_means"]
 
@@ -28,6 +29,9 @@ class AttentionConfig:
         "last_half"  # decoder layers: last_half | last | all | k (last k) | [indices]
     )
     heads: HeadReduce = "mean"  # reduce attention over heads: mean | max
+    query: Query = (
+        "predicting"  # token t's attention: the position predicting t | t's own (the official code)
+    )
     select: TokenSelection = (
         "entropy"  # rank tokens by entropy | vision (sensitivity to the image) | the product
     )

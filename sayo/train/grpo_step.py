@@ -252,6 +252,7 @@ def score(
             temperature=temperature,
             keep_graph=keep_graph,
             packed=packed_inputs,
+            query=rewards.attention.query,
         )
         ref_logps = None
         if reference is not None:
