@@ -82,3 +82,17 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
         assert figure.is_file() and figure.stat().st_size > 5000, name
         assert f"results/{name}.png" in text
     assert "## The paper's findings here" in text and "verdict" in text
+
+
+def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    cfg = load_ablation("ablation_tiny")
+    matrix = stages["ablation-grpo"]["matrix"]
+    assert matrix["arm"] == list(cfg.arms) and matrix["seed"] == cfg.seeds
+    assert (
+        "outputs/ablation/full/runs/${item.arm}-s${item.seed}/grpo/final" in stages["ablation-grpo"]["outs"]
+    )
+    assert cfg.out_dir == "outputs/ablation" and cfg.results == "docs/results.md"

@@ -40,6 +40,7 @@ STAGE_ENTRIES = {  # dvc stage -> the library modules it runs
     "grpo": ["sayo.train.grpo"],
     "evaluate": ["sayo.evaluate.run"],
     "register": ["sayo.registry.register"],
+    "ablation-grpo": ["sayo.experiment.ablation"],
 }
 
 
