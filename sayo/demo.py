@@ -42,7 +42,7 @@ KINDS = ("reference", "wrong", "unformatted", "sampled")
 class DemoConfig:
     """Knobs of the demo (all have CPU-friendly defaults)."""
 
-    model: str = "tiny"  # `tiny`, a checkpoint directory, or a cached hub id
+    model: str = "tiny"  # `tiny`, `tiny-qwen3-vl`, a checkpoint directory, or a cached hub id
     num_samples: int = 4  # synthetic samples, one GRPO group each
     seed: int = 0
     max_new_tokens: int = 24  # length of the sampled completion
@@ -124,7 +124,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
     total, components = combine_rewards(components, config.rewards.weights)
     advantages = group_advantages(total, group)
     records = _records(rows, texts, components, total, advantages)
-    console.print(_table(records))
+    console.print(_table(records, config.model))
     _write(config.out_dir, records, samples, images, prompts, scores, selected, group, merge)
     console.print(f"wrote {config.out_dir / 'scores.jsonl'} and {config.out_dir / 'heatmaps.png'}")
     return records
@@ -148,8 +148,8 @@ def _records(
     ]
 
 
-def _table(records: list[dict]) -> Table:
-    table = Table(title="sayo demo: rewards of one GRPO group per synthetic sample (tiny, untrained policy)")
+def _table(records: list[dict], model: str) -> Table:
+    table = Table(title=f"sayo demo: rewards of one GRPO group per synthetic sample ({model})")
     numbers = ("accuracy", "format", "region_attention", "total", "advantage")
     for column in ("sample", "answer", "kind", "completion"):
         table.add_column(

@@ -135,7 +135,7 @@ def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp_p
 
 def test_one_recipe_drives_the_cli_and_the_kubeflow_steps(tmp_path: Path, monkeypatch) -> None:
     """A knob changed in one recipe file reaches `sayo sft` and the pipeline's `sft` step alike
-    (`dvc repro` reads the same file: tests/test_dvc.py::test_a_recipe_knob_reruns_its_stages)."""
+    (`dvc repro` reads the same file: tests/test_dvc.py::test_repro_is_incremental changes a knob in it)."""
     import sayo.cli.train as cli_train
     import sayo.kubeflow.steps as steps
 

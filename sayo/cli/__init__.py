@@ -22,7 +22,7 @@ from sayo.cli.recipes import register as register_recipe_commands
 from sayo.cli.train import register as register_training_commands
 from sayo.cli.train import register_diagnose
 from sayo.demo import DemoConfig, run_demo
-from sayo.models import TinySpec, save_tiny
+from sayo.models import TinyQwen3VLSpec, TinySpec, save_tiny
 
 app = typer.Typer(
     help="sayo: teach multimodal LLMs to look at the right part of the image.",
@@ -62,9 +62,15 @@ def demo(
 def model_tiny(
     out: Annotated[Path, typer.Option(help="directory to save the model and processor to")],
     seed: Annotated[int, typer.Option(help="initialisation seed")] = 0,
+    arch: Annotated[
+        str, typer.Option(help="qwen2.5-vl (the default `tiny`) or qwen3-vl (`tiny-qwen3-vl`)")
+    ] = "qwen2.5-vl",
 ) -> None:
-    """Build the tiny Qwen2.5-VL-architecture model and save it with save_pretrained."""
-    path = save_tiny(out, TinySpec(seed=seed))
+    """Build a tiny Qwen2.5-VL- or Qwen3-VL-architecture model and save it with save_pretrained."""
+    specs = {"qwen2.5-vl": TinySpec, "qwen3-vl": TinyQwen3VLSpec}
+    if arch not in specs:
+        raise typer.BadParameter(f"--arch {arch!r}: expected one of {sorted(specs)}")
+    path = save_tiny(out, specs[arch](seed=seed))
     typer.echo(f"saved the tiny policy to {path}")
 
 
