@@ -273,8 +273,8 @@ class StageRun:
         line = f"resuming MLflow run {self.run_id} at step {step} ({self.tracking_uri})"
         if self._logged_through is not None:
             done = range(step + 1, self._logged_through + 1)
-            steps = f"step {done[0]} was" if len(done) == 1 else f"steps {done[0]}..{done[-1]} were"
-            line += f"; {steps} logged by the interrupted attempt and are not logged again"
+            steps = f"step {done[0]} is" if len(done) == 1 else f"steps {done[0]}..{done[-1]} are"
+            line += f"; {steps} in the run already (the interrupted attempt logged them), not logged again"
         notice(line)
 
     def __exit__(
