@@ -193,6 +193,7 @@ def train_grpo(cfg: TrainRecipe) -> StageResult:
         resume=state.get("tracking"),  # continue the checkpoint's MLflow run
     ) as run:
         metrics = _loop(session, cfg, run, state["step"], last_ckpt)
+        metrics = metrics or state.get("metrics", {})  # resumed after the last step: the checkpoint's
         policy = session.policy
         final = save_final(
             session.stage_dir,

@@ -115,7 +115,7 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
     start = state["step"]
     if last_ckpt is not None:
         sampler.load_state_dict(state["sampler"])
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(state.get("metrics", {}))  # the checkpoint's, if no step is left
     with StageRun(
         distributed.tracking_for_rank(cfg.tracking),
         stage="sft",
