@@ -263,8 +263,10 @@ class StageRun:
         self._active = True
         try:
             self.log_params({k: v for k, v in wanted.items() if k not in logged})
-            record = json.dumps({"step": step, "changed_params": changed}, default=str)
-            self._client.set_tag(self.run_id, f"sayo.resume.{resumes}", record[:MAX_PARAM_VALUE])
+            record = json.dumps({"step": step, "changed_params": changed})
+            if len(record) > MAX_PARAM_VALUE:  # too long for a tag: the keys only, still JSON
+                record = json.dumps({"step": step, "changed_params": sorted(changed)})[:MAX_PARAM_VALUE]
+            self._client.set_tag(self.run_id, f"sayo.resume.{resumes}", record)
             self._client.set_tag(self.run_id, RESUMES_TAG, str(resumes))
         except BaseException:
             self.__exit__(*sys.exc_info())
