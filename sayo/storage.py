@@ -6,6 +6,12 @@ credentials only from boto3's usual chain (environment, profile, instance role) 
 logged. Large files go up in multipart chunks; throttling and 5xx answers are retried with
 exponential backoff by botocore's "standard" retry mode; every object carries the sha256 of its
 bytes in its metadata and each download is checked against it before it is moved into place.
+
+A directory whose readers must never see half of it (a mirrored checkpoint) names its completion
+marker in `upload_dir(..., last=[marker])`: the marker goes up after every other file, and
+`delete_prefix(..., first=[marker])` takes it away before anything else, so "marker present"
+means "every file present". boto3 is imported when a client is made, so modules that only may
+use S3 (training with `checkpoint.mirror`) import this one without it.
 """
 
 from __future__ import annotations
@@ -14,14 +20,11 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ def redact(url: str | None) -> str:
 
 def make_client(endpoint_url: str | None = None, settings: TransferSettings | None = None) -> Any:
     """An S3 client for `endpoint_url` (default: `AWS_ENDPOINT_URL`, else AWS) with standard retries."""
+    import boto3
+    from botocore.config import Config
+
     settings = settings or TransferSettings()
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     config = Config(
@@ -94,7 +100,9 @@ def sha256_file(path: Path, block: int = 4 * MiB) -> str:
     return digest.hexdigest()
 
 
-def _transfer(settings: TransferSettings) -> TransferConfig:
+def _transfer(settings: TransferSettings) -> Any:
+    from boto3.s3.transfer import TransferConfig
+
     return TransferConfig(
         multipart_threshold=settings.multipart_threshold,
         multipart_chunksize=settings.multipart_chunksize,
@@ -103,15 +111,27 @@ def _transfer(settings: TransferSettings) -> TransferConfig:
 
 
 def upload_dir(
-    local: str | Path, url: str, client: Any = None, settings: TransferSettings | None = None
+    local: str | Path,
+    url: str,
+    client: Any = None,
+    settings: TransferSettings | None = None,
+    last: Collection[str] = (),
 ) -> list[str]:
-    """Upload every file under `local` to `url` (keys = prefix + relative path). Returns the keys."""
+    """Upload every file under `local` to `url` (keys = prefix + relative path). Returns the keys.
+
+    Files whose relative paths are in `last` (a completion marker) go up after all the others.
+    """
     local, where, settings = Path(local), S3Location.parse(url), settings or TransferSettings()
     client = client or make_client(settings=settings)
     if not local.is_dir():
         raise NotADirectoryError(f"{local} is not a directory")
+    missing = [name for name in last if not (local / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{local} has no {missing} to upload last")
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(local).as_posix() in last)  # stable: the rest, then `last`
     keys = []
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+    for path in files:
         key = where.key(path.relative_to(local).as_posix())
         extra = {"Metadata": {SHA_KEY: sha256_file(path)}}
         client.upload_file(str(path), where.bucket, key, ExtraArgs=extra, Config=_transfer(settings))
@@ -119,6 +139,54 @@ def upload_dir(
         keys.append(key)
     log.info("uploaded %d file(s) to s3://%s/%s", len(keys), where.bucket, where.prefix)
     return keys
+
+
+def list_dirs(url: str, client: Any = None) -> list[str]:
+    """Names of the "directories" directly under `url` (common prefixes), sorted."""
+    where = S3Location.parse(url)
+    client = client or make_client()
+    prefix = f"{where.prefix}/" if where.prefix else ""
+    names = []
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=where.bucket, Prefix=prefix, Delimiter="/"
+    )
+    for page in pages:
+        names += [item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", [])]
+    return sorted(names)
+
+
+def exists(url: str, client: Any = None) -> bool:
+    """Whether the object at `url` (`s3://bucket/key`) exists."""
+    from botocore.exceptions import ClientError
+
+    where = S3Location.parse(url)
+    client = client or make_client()
+    try:
+        client.head_object(Bucket=where.bucket, Key=where.prefix)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def delete_prefix(url: str, client: Any = None, first: Collection[str] = ()) -> int:
+    """Delete every object under `url`; those at the relative paths in `first` (a completion
+    marker) before the rest. Returns how many objects were deleted."""
+    where = S3Location.parse(url)
+    client = client or make_client()
+    keys = _list_keys(client, where)
+    marked = {where.key(name) for name in first}
+    early, rest = [k for k in keys if k in marked], [k for k in keys if k not in marked]
+    for batch in [early, *(rest[i : i + 1000] for i in range(0, len(rest), 1000))]:  # 1000: S3's limit
+        if batch:
+            done = client.delete_objects(
+                Bucket=where.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            if done.get("Errors"):
+                raise OSError(f"could not delete from s3://{where.bucket}: {done['Errors'][:3]}")
+    log.info("deleted %d object(s) under s3://%s/%s", len(keys), where.bucket, where.prefix)
+    return len(keys)
 
 
 def _list_keys(client: Any, where: S3Location) -> list[str]:

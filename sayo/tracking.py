@@ -16,6 +16,14 @@ Choices:
   (which is what the MLflow UI nests by).
 - Metrics are logged as given (MLflow stores ±inf as ±max float) except NaN, which is skipped
   and counted in the `sayo.nan_metrics_skipped` tag, so one bad step cannot break a chart.
+- A resumed stage continues its run (`resume=`, what `resume_state` returned when the checkpoint
+  was written, stored in the checkpoint): the same run id, reopened as RUNNING, params only added
+  (a param whose value changed, e.g. `checkpoint.resume`, keeps its first value and the change is
+  recorded in a `sayo.resume.<n>` tag), and no step logged twice: each metric batch also sets the
+  `sayo.last_step` tag, and steps the interrupted attempt logged after its last checkpoint are not
+  logged again (a resume is exact, so they hold the values the resumed run computes). A run that
+  is not on this server (resumed elsewhere), deleted, of another stage or in another experiment
+  than the recipe names is not continued: a new run starts, with a line saying why.
 - mlflow is imported lazily: with `enabled=False` nothing is imported and every method no-ops.
 """
 
@@ -45,6 +53,9 @@ MAX_KEY = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
 PARAMS_PER_BATCH = 100  # MAX_PARAMS_TAGS_PER_BATCH
 METRICS_PER_BATCH = 1000  # MAX_METRICS_PER_BATCH
 TRUNCATED = "...[truncated]"
+LAST_STEP_TAG = "sayo.last_step"  # the highest step whose metrics are logged
+RESUMES_TAG = "sayo.resumes"  # how many times the run was continued; `sayo.resume.<n>` says from where
+NAN_TAG = "sayo.nan_metrics_skipped"
 
 
 @dataclass
@@ -110,6 +121,11 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
     raise TrackingUnavailable(f"MLflow tracking server at {public} is unreachable ({reason}): {hint}")
 
 
+def notice(message: str) -> None:
+    """A line for the user on stderr (the progress bars' stream), outside any logging setup."""
+    print(f"sayo: {message}", file=sys.stderr, flush=True)
+
+
 def prepare_params(params: Mapping[str, Any]) -> dict[str, str]:
     """Params as strings within MLflow's limits: long values end in a marker, long keys in a hash.
 
@@ -135,6 +151,7 @@ class StageRun:
         enabled: whether anything is logged.
         tracking_uri: where (credentials redacted), once entered.
         nan_skipped: NaN metric values skipped so far.
+        resumed: whether the run continues the one in `resume` (else it is new).
     """
 
     def __init__(
@@ -143,17 +160,22 @@ class StageRun:
         stage: str,
         params: Mapping[str, Any] | None = None,
         timeout: float = 5.0,
+        resume: Mapping[str, Any] | None = None,
     ) -> None:
+        """`resume`: `resume_state(step)` of the run a checkpoint was written in, to continue it."""
         self.config = config
         self.stage = stage
         self.params = dict(params or {})
         self.timeout = timeout
         self.enabled = config.enabled
+        self.resume = dict(resume) if resume else None
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
         self.nan_skipped = 0
+        self.resumed = False
         self._client: Any = None
         self._active = False  # inside the `with`: the log_* methods write only then
+        self._logged_through: int | None = None  # steps up to this one are in the run already
 
     def __enter__(self) -> StageRun:
         if not self.enabled:
@@ -170,6 +192,10 @@ class StageRun:
             tags["mlflow.parentRunId"] = self.config.parent_run_id
         else:
             experiment_id = self._experiment_id(uri)
+        previous = self._continuable(experiment_id) if self.resume else None
+        if previous is not None:
+            self._reopen(previous)
+            return self
         run = self._client.create_run(experiment_id, run_name=self.config.run_name or self.stage, tags=tags)
         self.run_id = run.info.run_id
         self._active = True
@@ -180,6 +206,79 @@ class StageRun:
             raise
         return self
 
+    def resume_state(self, step: int) -> dict[str, Any] | None:
+        """What a checkpoint written at `step` stores so a resumed stage continues this run (JSON)."""
+        if not self._active:
+            return None
+        return {"run_id": self.run_id, "tracking_uri": self.tracking_uri, "step": int(step)}
+
+    def _continuable(self, experiment_id: str) -> Any:
+        """The checkpoint's run if this stage may continue it here, else None (with a line saying why)."""
+        from mlflow.exceptions import MlflowException
+
+        assert self.resume is not None
+        run_id = self.resume.get("run_id")
+        where = self.resume.get("tracking_uri") or "an unrecorded tracking URI"
+        if not run_id:
+            notice("the checkpoint records no MLflow run (tracking was off): starting a new run")
+            return None
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            notice(
+                f"the checkpoint's MLflow run {run_id} (logged to {where}) is not on {self.tracking_uri}: "
+                "starting a new run"
+            )
+            return None
+        why = ""
+        if run.info.lifecycle_stage != "active":
+            why = "was deleted"
+        elif run.data.tags.get("sayo.stage") != self.stage:
+            why = f"belongs to stage {run.data.tags.get('sayo.stage')!r}, not {self.stage!r}"
+        elif str(run.info.experiment_id) != experiment_id:
+            why = f"is in experiment {run.info.experiment_id}, the recipe logs to experiment {experiment_id}"
+        if why:
+            notice(f"the checkpoint's MLflow run {run_id} {why}: starting a new run")
+            return None
+        return run
+
+    def _reopen(self, run: Any) -> None:
+        """Continue `run`: RUNNING again, new params added, changed ones recorded, logged steps skipped."""
+        assert self.resume is not None
+        self.run_id = run.info.run_id
+        step = int(self.resume.get("step", 0))
+        tags = run.data.tags
+        logged = prepare_params(run.data.params)
+        wanted = prepare_params(self.params)
+        changed = {
+            k: {"logged": logged[k], "now": v} for k, v in wanted.items() if k in logged and logged[k] != v
+        }
+        resumes = int(tags.get(RESUMES_TAG, "0")) + 1
+        self.nan_skipped = int(tags.get(NAN_TAG, "0"))
+        last = int(tags[LAST_STEP_TAG]) if LAST_STEP_TAG in tags else None
+        self._logged_through = last if last is not None and last > step else None
+        self._client.update_run(self.run_id, status="RUNNING")
+        self._active = True
+        try:
+            self.log_params({k: v for k, v in wanted.items() if k not in logged})
+            record = json.dumps({"step": step, "changed_params": changed})
+            if len(record) > MAX_PARAM_VALUE:  # too long for a tag: the keys only, still JSON
+                record = json.dumps({"step": step, "changed_params": sorted(changed)})[:MAX_PARAM_VALUE]
+            self._client.set_tag(self.run_id, f"sayo.resume.{resumes}", record)
+            self._client.set_tag(self.run_id, RESUMES_TAG, str(resumes))
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        self.resumed = True
+        line = f"resuming MLflow run {self.run_id} at step {step} ({self.tracking_uri})"
+        if self._logged_through is not None:
+            done = range(step + 1, self._logged_through + 1)
+            steps = f"step {done[0]} is" if len(done) == 1 else f"steps {done[0]}..{done[-1]} are"
+            line += f"; {steps} in the run already (the interrupted attempt logged them), not logged again"
+        notice(line)
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -189,7 +288,7 @@ class StageRun:
         status = "FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
         try:
             if self.nan_skipped:
-                self._client.set_tag(self.run_id, "sayo.nan_metrics_skipped", str(self.nan_skipped))
+                self._client.set_tag(self.run_id, NAN_TAG, str(self.nan_skipped))
             self._terminate(status)
         except Exception:
             if exc_type is None:
@@ -206,10 +305,13 @@ class StageRun:
             self._client.log_batch(self.run_id, params=batch[start : start + PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """Log `metrics` at `step` in one batch; NaN values are skipped and counted."""
-        if not self._active:
+        """Log `metrics` at `step` in one batch; NaN values are skipped and counted.
+
+        In a continued run, steps the interrupted attempt already logged are skipped.
+        """
+        if not self._active or (self._logged_through is not None and step <= self._logged_through):
             return
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
         batch = []
@@ -222,8 +324,9 @@ class StageRun:
                 self.nan_skipped += 1
                 continue
             batch.append(Metric(str(key), number, now, int(step)))
-        for start in range(0, len(batch), METRICS_PER_BATCH):
-            self._client.log_batch(self.run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+        last = [RunTag(LAST_STEP_TAG, str(int(step)))]  # with the metrics: a resume knows what is logged
+        for start in range(0, max(len(batch), 1), METRICS_PER_BATCH):
+            self._client.log_batch(self.run_id, metrics=batch[start : start + METRICS_PER_BATCH], tags=last)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file, or a directory's contents, under `artifact_path`."""

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
-from PIL import Image
 from typer.testing import CliRunner
 
 from sayo.cli import app
 from sayo.registry import RegisterConfig, gate_decision, register_checkpoint
-from sayo.registry.model import encode_image
-from sayo.registry.register import checkpoint_metrics, data_version, git_commit
+from sayo.registry.register import SERVED, checkpoint_metrics, data_version, git_commit, pinned_requirements
 from sayo.tracking import TrackingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,22 +139,70 @@ def test_versions_aliases_and_gate_tags(registrations: dict) -> None:
     assert client.get_run(promoted.run_id).data.tags["sayo.stage"] == "register"
 
 
+# a fresh Python process loads the champion from the server, as a serving container would
+LOAD_AND_ANSWER = """
+import base64, io, json, sys
+import mlflow, pandas as pd
+from PIL import Image
+
+buffer = io.BytesIO()
+Image.new("RGB", (84, 56), "blue").save(buffer, format="PNG")
+image = base64.b64encode(buffer.getvalue()).decode()
+model = mlflow.pyfunc.load_model(sys.argv[1])
+answers = model.predict(pd.DataFrame({"image": [image] * 2,
+                                      "question": ["What colour is the image?", "How many squares?"]}))
+print(json.dumps({"columns": list(answers.columns), "rows": answers.to_dict("records"),
+                  "class": type(model.unwrap_python_model()).__qualname__}))
+"""
+
+
 @pytest.mark.slow
-def test_champion_loads_and_answers(registrations: dict) -> None:
-    mlflow.set_tracking_uri(registrations["uri"])
-    mlflow.set_registry_uri(registrations["uri"])
-    try:
-        uri = f"models:/{registrations['name']}@champion"
+def test_champion_loads_and_answers_in_a_fresh_process(registrations: dict) -> None:
+    uri = f"models:/{registrations['name']}@champion"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registrations["uri"], "PYTHONPATH": str(ROOT),
+           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_ANSWER, uri], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["columns"] == ["answer", "completion"] and len(result["rows"]) == 2
+    assert all(isinstance(r["completion"], str) and r["completion"] for r in result["rows"])  # it babbles
+    assert result["class"] == "SayoVisionQA"
+
+
+@pytest.mark.slow
+def test_the_registered_model_is_code_not_a_pickle(registrations: dict, tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=registrations["uri"], registry_uri=registrations["uri"])
+    uri = f"models:/{registrations['name']}@champion"
+    with _tracking(registrations["uri"]):
         info = mlflow.models.get_model_info(uri)
-        assert info.signature.inputs.input_names() == ["image", "question"]
-        model = mlflow.pyfunc.load_model(uri)
-        request = pd.DataFrame({"image": [encode_image(Image.new("RGB", (84, 56), "blue"))] * 2,
-                                "question": ["What colour is the image?", "How many squares?"]})  # fmt: skip
-        answers = model.predict(request)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path)))
+    assert info.signature.inputs.input_names() == ["image", "question"]
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".cloudpickle")], files
+    pickles = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # a pickle's first bytes
+    assert not [p for p in files if p.suffix != ".safetensors" and p.read_bytes()[:2] in pickles]
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
+    assert (local / Path(flavor["model_code_path"]).name).read_text() == SERVED.read_text()  # the source
+    assert flavor["config"] == {"max_new_tokens": 8}
+    checkpoint = local / flavor["artifacts"]["checkpoint"]["path"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in checkpoint.iterdir()}
+    requirements = (local / "requirements.txt").read_text().split()
+    assert set(pinned_requirements()) <= set(requirements)
+    assert f"mlflow=={mlflow.__version__}" in requirements
+    for pin in pinned_requirements():
+        name, version = pin.split("==")
+        assert "+" not in version and metadata.version(name).startswith(version)
+    assert client.get_model_version_by_alias(registrations["name"], "champion").version == "3"
+
+
+@contextlib.contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-    assert list(answers.columns) == ["answer", "completion"] and len(answers) == 2
-    assert all(
-        isinstance(text, str) and text for text in answers["completion"]
-    )  # the untrained policy babbles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import socket
 import threading
 import time
@@ -269,3 +270,85 @@ def test_failing_params_close_the_run(mlflow_server: str) -> None:
     with pytest.raises(Exception, match="bad!key"), run:
         pass
     assert MlflowClient(mlflow_server).get_run(run.run_id).info.status == "FAILED"  # not left RUNNING
+
+
+def _interrupted(config: TrackingConfig, stage: str = "grpo") -> tuple[str, dict]:
+    """A run that logged steps 1-3, was checkpointed at step 2 and then died (status FAILED)."""
+    run = StageRun(config, stage=stage, params={"lr": 0.1, "checkpoint.resume": False})
+    with pytest.raises(RuntimeError), run:
+        for step in (1, 2, 3):
+            run.log_metrics({"loss": float(step), "kl": float("nan") if step == 1 else 0.0}, step=step)
+            if step == 2:
+                state = run.resume_state(step)
+        raise RuntimeError("killed")
+    assert run.run_id is not None
+    return run.run_id, state
+
+
+@pytest.mark.slow
+def test_resumed_stage_continues_its_run(mlflow_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    config = TrackingConfig(tracking_uri=mlflow_server, experiment="resume")
+    run_id, state = _interrupted(config)
+    assert state == {"run_id": run_id, "tracking_uri": mlflow_server, "step": 2}
+    assert client.get_run(run_id).info.status == "FAILED"
+    params = {"lr": 0.1, "checkpoint.resume": True, "data.rows": 12}  # one changed, one new
+    for attempt in (1, 2):  # resumed twice from the same checkpoint (e.g. two preemptions)
+        with StageRun(config, stage="grpo", params=params, resume=state) as run:
+            assert run.run_id == run_id and run.resumed
+            assert client.get_run(run_id).info.status == "RUNNING"
+            for step in (3, 4):
+                run.log_metrics({"loss": 10.0 * step, "kl": 0.0}, step=step)
+        line = capsys.readouterr().err
+        assert f"resuming MLflow run {run_id} at step 2" in line
+        assert "not logged again" in line  # step 3 (and, the second time, 4) were logged already
+        assert client.get_run(run_id).data.tags["sayo.resumes"] == str(attempt)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED"
+    assert len(client.search_runs([logged.info.experiment_id])) == 1
+    assert logged.data.params == {"lr": "0.1", "checkpoint.resume": "false", "data.rows": "12"}
+    record = json.loads(logged.data.tags["sayo.resume.1"])
+    assert record == {"step": 2, "changed_params": {"checkpoint.resume": {"logged": "false", "now": "true"}}}
+    assert logged.data.tags["sayo.nan_metrics_skipped"] == "1"  # the count carries over
+    history = [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")]
+    assert history == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]  # step 3: the first attempt's, once
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("elsewhere", "is not on"),  # resumed against another tracking store
+        ("experiment", "is in experiment"),  # the recipe now logs to another experiment
+        ("stage", "belongs to stage 'sft'"),  # a state of another stage's run
+        ("deleted", "was deleted"),
+        ("untracked", "records no MLflow run"),  # the checkpoint was written with tracking off
+    ],
+)
+def test_a_run_that_cannot_be_continued_gives_a_new_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, why: str
+) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'first.db'}"
+    config = TrackingConfig(tracking_uri=uri, experiment="first")
+    run_id, state = _interrupted(config, stage="sft" if change == "stage" else "grpo")
+    if change == "elsewhere":
+        config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'other.db'}", experiment="first")
+    elif change == "experiment":
+        config = TrackingConfig(tracking_uri=uri, experiment="second")
+    elif change == "deleted":
+        MlflowClient(uri).delete_run(run_id)
+    elif change == "untracked":
+        state = {"run_id": None, "step": 2}
+    capsys.readouterr()
+    with StageRun(config, stage="grpo", params={"lr": 0.2}, resume=state) as run:  # lr may change now
+        run.log_metrics({"loss": 3.0}, step=3)
+    assert run.run_id != run_id and not run.resumed
+    err = capsys.readouterr().err
+    assert why in err and "starting a new run" in err
+    assert change == "untracked" or f"the checkpoint's MLflow run {run_id}" in err
+    logged = MlflowClient(resolve_tracking_uri(config)).get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and logged.data.params == {"lr": "0.2"}

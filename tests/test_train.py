@@ -79,10 +79,17 @@ class _Crash(RuntimeError):
     pass
 
 
-def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_dataset, monkeypatch):
+def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """Killed during step 4 (checkpoint at 2, steps 1-3 logged), resumed: the same steps as an
+    uninterrupted run, logged into one MLflow run whose history is steps 1..4 with the same values."""
+    from mlflow import MlflowClient
+
     import sayo.train.grpo as grpo_module
 
-    steps = ("grpo.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    steps = ("grpo.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0", "tracking.enabled=true",
+             f"tracking.tracking_uri={uri}")  # fmt: skip
     seen: dict[str, list[dict]] = {"full": [], "resumed": []}
     original = grpo_module.grpo_step
 
@@ -97,17 +104,33 @@ def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_d
         return step
 
     monkeypatch.setattr(grpo_module, "grpo_step", recording("full"))
-    train_grpo(_config(tmp_path / "a", tiny_dataset, *steps))
+    full_run = train_grpo(_config(tmp_path / "a", tiny_dataset, *steps, "tracking.experiment=full")).run_id
     monkeypatch.setattr(grpo_module, "grpo_step", recording("resumed", crash_at=4))  # dies during step 4
+    resumed_cfg = (*steps, "tracking.experiment=resumed")
     with pytest.raises(_Crash):
-        train_grpo(_config(tmp_path / "b", tiny_dataset, *steps))
+        train_grpo(_config(tmp_path / "b", tiny_dataset, *resumed_cfg))
     monkeypatch.setattr(grpo_module, "grpo_step", recording("resumed"))
-    train_grpo(_config(tmp_path / "b", tiny_dataset, *steps, "checkpoint.resume=true"))  # resumes at step 2
+    capsys.readouterr()
+    result = train_grpo(
+        _config(tmp_path / "b", tiny_dataset, *resumed_cfg, "checkpoint.resume=true")
+    )  # at step 2
     full, resumed = seen["full"], seen["resumed"]
     assert [r["ids"] for r in resumed[3:]] == [r["ids"] for r in full[2:]]  # same prompts after resume
     for a, b in zip(full[2:], resumed[3:], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id])  # one run
+    assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+    assert f"resuming MLflow run {run.info.run_id} at step 2" in capsys.readouterr().err
+    assert run.data.params["checkpoint.resume"] == "false"  # the first attempt's params stay
+    assert run.data.tags["sayo.resumes"] == "1"
+    for key in ("loss", "reward/total_mean", "kl"):
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        expected = [(m.step, m.value) for m in client.get_metric_history(full_run, key)]
+        assert [s for s, _ in history] == [1, 2, 3, 4], key
+        assert [v for _, v in history] == pytest.approx([v for _, v in expected], abs=1e-6), key
 
 
 def test_grpo_with_lora_uses_the_base_as_reference(tmp_path, tiny_dataset):

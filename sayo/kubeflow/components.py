@@ -48,16 +48,20 @@ def sft(
     overrides: list[str],
     experiment: str,
     max_steps: int,
+    checkpoint_uri: str,
+    pipeline_run: str,
     dataset: Input[Dataset],
     model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Supervised warm-up (`sayo sft`); `max_steps` 0 keeps the config's value."""
+    """Supervised warm-up (`sayo sft`); `max_steps` 0 keeps the config's value; with `checkpoint_uri`,
+    checkpoints go to `<checkpoint_uri>/<pipeline_run>/sft/` and a retry resumes from them."""
     from sayo.config import finite_numbers
-    from sayo.kubeflow.steps import run_sft, train_overrides
+    from sayo.kubeflow.steps import checkpoint_mirror, run_sft, train_overrides
 
     knobs = train_overrides(list(overrides), experiment=experiment, max_steps=max_steps, stage="sft")
-    result = run_sft(config, knobs, dataset.path, model.path)
+    mirror = checkpoint_mirror(checkpoint_uri, pipeline_run)
+    result = run_sft(config, knobs, dataset.path, model.path, mirror)
     for key, value in finite_numbers(result.metrics).items():
         metrics.log_metric(key, value)
     model.metadata.update({"stage": "sft", "mlflow_run_id": result.run_id or "", "config": config})
@@ -72,14 +76,17 @@ def grpo(
     group_size: int,
     reward_weights: dict[str, float],
     attention_ratio: float,
+    checkpoint_uri: str,
+    pipeline_run: str,
     dataset: Input[Dataset],
     sft_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """GRPO with the region-attention reward (`sayo grpo`) from the SFT checkpoint; 0/{} keep the config."""
+    """GRPO with the region-attention reward (`sayo grpo`) from the SFT checkpoint; 0/{} keep the config;
+    with `checkpoint_uri`, checkpoints go to `<checkpoint_uri>/<pipeline_run>/grpo/` and a retry resumes."""
     from sayo.config import finite_numbers
-    from sayo.kubeflow.steps import run_grpo, train_overrides
+    from sayo.kubeflow.steps import checkpoint_mirror, run_grpo, train_overrides
 
     knobs = train_overrides(
         list(overrides),
@@ -90,7 +97,8 @@ def grpo(
         reward_weights=dict(reward_weights),
         attention_ratio=attention_ratio,
     )
-    result = run_grpo(config, knobs, dataset.path, sft_model.path, model.path)
+    mirror = checkpoint_mirror(checkpoint_uri, pipeline_run)
+    result = run_grpo(config, knobs, dataset.path, sft_model.path, model.path, mirror)
     for key, value in finite_numbers(result.metrics).items():
         metrics.log_metric(key, value)
     model.metadata.update({"stage": "grpo", "mlflow_run_id": result.run_id or "", "config": config})

@@ -2,7 +2,8 @@
 
 Stages (docs/architecture.md, "The stages"):
     1. data      sources → validated `Dataset` (+ stats `Metrics`, dataset card `Markdown`); cached.
-    2. sft       `Dataset` → warm-started `Model` on a GPU node; retried with backoff.
+    2. sft       `Dataset` → warm-started `Model` on a GPU node; retried with backoff, resuming
+                 from its durable checkpoints (`checkpoint_uri`) when it has any.
     3. grpo      `Dataset` + SFT `Model` → RL `Model`: one GPU pod, or, when `grpo_nodes > 1`, a
                  Kubeflow Trainer job of `grpo_nodes` × `gpus_per_node` GPUs (torchrun + DeepSpeed).
     4. evaluate  SFT and GRPO `Model`s → `Metrics` + HTML report on a GPU node.
@@ -86,10 +87,12 @@ def grpo_branches(
     grpo_knobs: dict[str, Any],
     job_knobs: dict[str, Any],
     assess_knobs: dict[str, Any],
+    durable_knobs: dict[str, Any],
     data_task: dsl.PipelineTask,
     sft_task: dsl.PipelineTask,
 ) -> None:
-    """Stage 3 as a Trainer job when `grpo_nodes > 1`, else one GPU pod; then stages 4-5."""
+    """Stage 3 as a Trainer job when `grpo_nodes > 1`, else one GPU pod (with durable checkpoints
+    under `durable_knobs`); then stages 4-5."""
     image, gpu_image = assess_knobs["image"], assess_knobs["gpu_image"]
     with dsl.If(grpo_nodes > 1, name="multi-node-grpo"):
         job_task = grpo_trainjob_op(**grpo_knobs, **job_knobs, image=gpu_image)
@@ -97,7 +100,7 @@ def grpo_branches(
         with_secrets(job_task.set_container_image(image))
         assess(job_task.outputs["model"], data_task, sft_task, assess_knobs)
     with dsl.Else(name="single-pod-grpo"):
-        grpo_task = grpo_op(**grpo_knobs)
+        grpo_task = grpo_op(**grpo_knobs, **durable_knobs)
         grpo_task.set_display_name("grpo").set_caching_options(False).set_retry(**RETRY)
         on_gpu(with_secrets(grpo_task.set_container_image(gpu_image)))
         assess(grpo_task.outputs["model"], data_task, sft_task, assess_knobs)
@@ -125,6 +128,7 @@ def sayo_pipeline(
     trainer_api: str = "v2.2",
     deepspeed_config: str = "zero3",
     staging_uri: str = "s3://sayo-artifacts/trainjobs",
+    checkpoint_uri: str = "",
 ):
     """Parameters: 0 / 0.0 / [] / {} keep the recipe's own value.
 
@@ -142,17 +146,23 @@ def sayo_pipeline(
         trainer_api: the TrainJob form, `v2.2` (Trainer 2.2 and later: runtimePatches) or `v2.1`
             (Trainer 2.1: podTemplateOverrides).
         deepspeed_config, staging_uri: the multi-node job's ZeRO JSON and S3 hand-over prefix.
+        checkpoint_uri: s3://bucket/prefix for durable checkpoints of the single-pod sft and grpo
+            steps, under `<checkpoint_uri>/<pipeline job id>/<stage>/`: a retried or preempted step
+            of the same run resumes from the newest complete one. Empty: scratch checkpoints only.
     """
     data_task = data_op(config=config, overrides=overrides, sources=data_sources)
     data_task.set_display_name("data").set_caching_options(True).set_container_image(image)
     with_secrets(data_task)
 
+    # the job id is the same for every retry of a task in this run, so a retry finds its checkpoints
+    durable_knobs = {"checkpoint_uri": checkpoint_uri, "pipeline_run": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     sft_task = sft_op(
         config=config,
         overrides=overrides,
         experiment=mlflow_experiment,
         max_steps=sft_steps,
         dataset=data_task.outputs["dataset"],
+        **durable_knobs,
     )
     sft_task.set_display_name("sft").set_caching_options(False).set_retry(**RETRY)
     on_gpu(with_secrets(sft_task.set_container_image(gpu_image)))
@@ -184,4 +194,4 @@ def sayo_pipeline(
         "deepspeed_config": deepspeed_config,
         "staging_uri": staging_uri,
     }
-    grpo_branches(grpo_nodes, grpo_knobs, job_knobs, assess_knobs, data_task, sft_task)
+    grpo_branches(grpo_nodes, grpo_knobs, job_knobs, assess_knobs, durable_knobs, data_task, sft_task)

@@ -103,22 +103,49 @@ def run_data(config: str, overrides: list[str], sources: list[dict[str, Any]], o
     return stats
 
 
-def _train(stage: str, config: str, overrides: list[str], dataset: str, model_out: str) -> StepResult:
+def checkpoint_mirror(checkpoint_uri: str, pipeline_run: str) -> str:
+    """The durable checkpoint prefix of one pipeline run: `<checkpoint_uri>/<pipeline_run>`, or ""
+    when `checkpoint_uri` is empty (checkpoints stay in the pod's scratch directory)."""
+    if not checkpoint_uri:
+        return ""
+    if not pipeline_run or "/" in pipeline_run or pipeline_run.startswith("{{"):
+        raise ValueError(
+            f"pipeline run id = {pipeline_run!r} is invalid: the pipeline's job id, one path segment"
+        )
+    return f"{checkpoint_uri.rstrip('/')}/{pipeline_run}"
+
+
+def _train(
+    stage: str, config: str, overrides: list[str], dataset: str, model_out: str, mirror: str
+) -> StepResult:
+    """Train in a scratch directory; with a `mirror`, checkpoints are uploaded there and a retried
+    step (the same pipeline run, so the same prefix) resumes from the newest complete one."""
+    durable = [f"checkpoint.mirror={mirror}", "checkpoint.resume=true"] if mirror else []
     with tempfile.TemporaryDirectory(prefix=f"sayo-{stage}-") as scratch:
-        recipe = load_recipe(config, [*overrides, f"data.path={dataset}", f"checkpoint.dir={scratch}"])
+        recipe = load_recipe(
+            config, [*overrides, f"data.path={dataset}", f"checkpoint.dir={scratch}", *durable]
+        )
         result = train_sft(recipe) if stage == "sft" else train_grpo(recipe)
         target = copy_dir(result.final_dir, model_out)
     return StepResult(target, result.run_id, dict(result.metrics))
 
 
-def run_sft(config: str, overrides: list[str], dataset: str, model_out: str) -> StepResult:
-    """The `sft` stage on the `Dataset` artifact; its final checkpoint lands in `model_out`."""
-    return _train("sft", config, overrides, dataset, model_out)
+def run_sft(config: str, overrides: list[str], dataset: str, model_out: str, mirror: str = "") -> StepResult:
+    """The `sft` stage on the `Dataset` artifact; its final checkpoint lands in `model_out`.
+
+    `mirror` (`checkpoint_mirror`): durable checkpoints, resumed from when a checkpoint is there.
+    """
+    return _train("sft", config, overrides, dataset, model_out, mirror)
 
 
-def run_grpo(config: str, overrides: list[str], dataset: str, start: str, model_out: str) -> StepResult:
-    """The `grpo` stage from the checkpoint at `start` (the SFT `Model` artifact) into `model_out`."""
-    return _train("grpo", config, [*overrides, f"grpo.init_from={start}"], dataset, model_out)
+def run_grpo(
+    config: str, overrides: list[str], dataset: str, start: str, model_out: str, mirror: str = ""
+) -> StepResult:
+    """The `grpo` stage from the checkpoint at `start` (the SFT `Model` artifact) into `model_out`.
+
+    `mirror` (`checkpoint_mirror`): durable checkpoints, resumed from when a checkpoint is there.
+    """
+    return _train("grpo", config, [*overrides, f"grpo.init_from={start}"], dataset, model_out, mirror)
 
 
 def run_evaluate(

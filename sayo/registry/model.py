@@ -3,8 +3,10 @@
 Why a pyfunc around the checkpoint rather than the transformers flavour: serving needs the same
 prompt template, stop tokens and answer extraction as evaluation (`sayo.answering`), not
 a bare `generate`; the pyfunc wraps exactly that, and the checkpoint directory travels inside the
-model as the `checkpoint` artifact, loaded with `sayo.models.load_policy`. Imports mlflow at
-module level (it subclasses `PythonModel`), so only the registry imports this module, lazily.
+model as the `checkpoint` artifact, loaded with `sayo.models.load_policy`. The model is logged
+from code: `sayo/registry/served.py` instantiates this class when MLflow loads the model, so
+nothing is pickled. Imports mlflow at module level (it subclasses `PythonModel`), so only the
+registry imports this module, lazily.
 
 Input: a DataFrame with `image` (base64-encoded PNG/JPEG) and `question` columns.
 Output: a DataFrame with `answer` (the extracted final answer, "" when none) and `completion`.

@@ -19,6 +19,7 @@ import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,11 @@ from sayo.tracking import StageRun, TrackingConfig, check_tracking, resolve_trac
 METRIC_TAG = "sayo.metric."
 BENCHMARK_ACCURACY = re.compile(r"^[^/]+/accuracy$")
 URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-PIP_REQUIREMENTS = ["sayo", "torch", "transformers", "pillow", "pandas"]
+SERVED = Path(__file__).with_name("served.py")  # the model file (models from code; no pickle)
+# what serving imports beyond sayo's own dependencies; pinned to the versions that registered it
+# (mlflow adds itself, pinned). A local version label (torch 2.13.0+cpu) is dropped: the same
+# release built for the serving machine's accelerator is the one to install there.
+SERVING_PACKAGES = ("sayo", "torch", "transformers", "tokenizers", "safetensors", "pillow", "pandas")
 
 
 @dataclass
@@ -158,13 +163,28 @@ def _fluent_uri(uri: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def pinned_requirements(packages: Sequence[str] = SERVING_PACKAGES) -> list[str]:
+    """`name==version` of each package as installed here (without a local `+label`)."""
+    pins = []
+    for name in packages:
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError as err:
+            raise RuntimeError(
+                f"{name} is not installed: cannot pin the served model's requirements"
+            ) from err
+        pins.append(f"{name}=={installed.split('+', 1)[0]}")
+    return pins
+
+
 def _log_model(run_id: str, checkpoint: str, max_new_tokens: int) -> str:
-    """Log the checkpoint as a pyfunc with signature and input example in run `run_id`; its model URI."""
+    """Log the checkpoint as a pyfunc from code (`served.py`), with signature, input example and
+    pinned requirements, in run `run_id`; returns its model URI."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from sayo.registry.model import SayoVisionQA, encode_image
+    from sayo.registry.model import encode_image
 
     example = pd.DataFrame(
         {
@@ -177,11 +197,11 @@ def _log_model(run_id: str, checkpoint: str, max_new_tokens: int) -> str:
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=SayoVisionQA(),
+            python_model=str(SERVED),
             artifacts={"checkpoint": checkpoint},
             signature=signature,
             input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=pinned_requirements(),
             model_config={"max_new_tokens": max_new_tokens},
         )
     return str(info.model_uri)

@@ -22,6 +22,17 @@ scheduler state into the checkpoint directory instead of `optimizer.pt`/`schedul
 checkpoint holds the module weights too, so a DeepSpeed resume restores them from there (under
 ZeRO-3 the live parameters are partitioned and cannot take a plain `load_state_dict`).
 
+Mirrors (`checkpoint.mirror`, an `s3://bucket/prefix`): a node's disk dies with the node, so a
+preempted or retried job keeps its progress only in object storage. After each complete local
+checkpoint, rank 0 uploads it to `<mirror>/<stage>/step-<n>/` with the `COMPLETE` marker last
+(`sayo.storage`), so a reader that finds the marker finds every file; a half-upload (a kill
+mid-upload) has no marker and is never picked. The mirror is pruned like the local directory
+(`keep_last`). On resume the newest complete mirrored checkpoint is downloaded into the stage
+directory when it is newer than the newest local one. A mirror holding checkpoints when a run
+starts without resume is refused: its checkpoints belong to an earlier run, and mixing them with
+this run's would make a later resume continue the wrong run. The upload is synchronous (training
+waits for it), so its time is part of the checkpoint's cost.
+
 Several ranks (`sayo.train.distributed`): every rank calls the save; rank 0 prepares the
 temporary directory and writes the files all ranks share (weights, processor, trainer state,
 config, marker) and renames it into place; each rank writes its own RNG state (`rng.pt` for rank
@@ -46,6 +57,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sayo import storage
 from sayo.config import save_config
 from sayo.train import distributed
 
@@ -361,3 +373,72 @@ def _load_adapters(model: Any, path: Path) -> None:
             raise RuntimeError(
                 f"adapter {name!r} in {where} does not match the model: {unexpected or missing}"
             )
+
+
+def stage_mirror(mirror: str, stage_dir: Path) -> str:
+    """The mirror prefix of a stage's checkpoints: `<mirror>/<stage>` (the stage directory's name)."""
+    return f"{mirror.rstrip('/')}/{Path(stage_dir).name}"
+
+
+def mirrored_steps(url: str, client: Any = None) -> list[int]:
+    """Steps of the complete checkpoints under a stage's mirror prefix `url`, oldest first."""
+    client = client or storage.make_client()
+    steps = []
+    for name in storage.list_dirs(url, client):
+        match = _STEP_RE.match(name)
+        if match and storage.exists(f"{url}/{name}/{COMPLETE}", client):
+            steps.append(int(match.group(1)))
+    return sorted(steps)
+
+
+def push_checkpoint(path: Path, url: str, keep_last: int, client: Any = None) -> str:
+    """Upload the complete checkpoint `path` to `<url>/<its name>/`, marker last; then prune `url`.
+
+    A leftover of an earlier attempt at the same step is deleted first (marker first). Pruning keeps
+    the newest `keep_last` complete checkpoints (0 = all) and drops incomplete ones older than
+    `path` (half-uploads of a killed attempt). Returns the checkpoint's URL.
+    """
+    path = Path(path)
+    if not (path / COMPLETE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE} marker): not mirrored")
+    match = _STEP_RE.match(path.name)
+    if match is None:
+        raise ValueError(f"{path.name!r} is not a step checkpoint (step-<n>)")
+    client = client or storage.make_client()
+    target = f"{url}/{path.name}"
+    storage.delete_prefix(target, client, first=[COMPLETE])
+    storage.upload_dir(path, target, client, last=[COMPLETE])
+    step = int(match.group(1))
+    complete = mirrored_steps(url, client)
+    stale = set(complete[: max(len(complete) - keep_last, 0)]) if keep_last > 0 else set()
+    for name in storage.list_dirs(url, client):
+        old = _STEP_RE.match(name)
+        if old and int(old.group(1)) != step:
+            n = int(old.group(1))
+            if n in stale or (n not in complete and n < step):
+                storage.delete_prefix(f"{url}/{name}", client, first=[COMPLETE])
+    return target
+
+
+def pull_checkpoint(url: str, stage_dir: Path, client: Any = None) -> Path | None:
+    """Download the newest complete checkpoint under `url` into `stage_dir` if it is newer than the
+    newest complete local one; returns the downloaded directory, or None when nothing was newer.
+
+    The files land in a hidden directory first and are renamed into place once all are there,
+    so a killed download leaves no `step-*` behind.
+    """
+    client = client or storage.make_client()
+    steps = mirrored_steps(url, client)
+    local = _complete_steps(Path(stage_dir))
+    if not steps or (local and local[-1][0] >= steps[-1]):
+        return None
+    target = step_dir(stage_dir, steps[-1])
+    tmp = target.parent / f".{target.name}.download"
+    shutil.rmtree(tmp, ignore_errors=True)
+    storage.download_dir(f"{url}/{target.name}", tmp, client)
+    if not (tmp / COMPLETE).is_file():  # deleted while we read (another writer pruning): refuse
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"{url}/{target.name} lost its {COMPLETE} marker during the download")
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete local copy of the same step
+    os.replace(tmp, target)
+    return target

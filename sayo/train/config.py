@@ -9,6 +9,7 @@ marked [ours] follow docs/method.md's paper-scale recipe where the paper is sile
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -132,6 +133,20 @@ class CheckpointConfig:
     every: int = 50  # steps between checkpoints (0 = only the final one)
     keep_last: int = 2  # step checkpoints kept (the final one is always kept)
     resume: bool = False  # continue from the newest complete checkpoint in the stage directory
+    # durable copies for preemptible nodes and retried pipeline steps (sayo.train.checkpoint):
+    # each step checkpoint is uploaded to <mirror>/<stage>/step-<n>/ (marker last, pruned to
+    # keep_last), and resume starts from the newest complete one there if it is newer than the local
+    mirror: str | None = None  # s3://bucket/prefix that keeps copies of the step checkpoints; resume reads it
+
+    def __post_init__(self) -> None:
+        check(self.every >= 0, "checkpoint.every", self.every, "must be >= 0")
+        check(self.keep_last >= 0, "checkpoint.keep_last", self.keep_last, "must be >= 0")
+        check(
+            self.mirror is None or bool(re.fullmatch(r"s3://[^/\s]+(/\S*)?", self.mirror)),
+            "checkpoint.mirror",
+            self.mirror,
+            "must be an s3://bucket/prefix URI (or null)",
+        )
 
 
 @dataclass

@@ -197,9 +197,13 @@ def train_grpo(cfg: TrainRecipe) -> StageResult:
     if last_ckpt is not None:
         session.sampler.load_state_dict(state["sampler"])
     with StageRun(
-        distributed.tracking_for_rank(cfg.tracking), stage="grpo", params=flatten(to_dict(cfg))
+        distributed.tracking_for_rank(cfg.tracking),
+        stage="grpo",
+        params=flatten(to_dict(cfg)),
+        resume=state.get("tracking"),  # continue the checkpoint's MLflow run
     ) as run:
         metrics = _loop(session, cfg, run, state["step"], last_ckpt)
+        metrics = metrics or state.get("metrics", {})  # resumed after the last step: the checkpoint's
         policy = session.policy
         final = save_final(
             session.stage_dir,
@@ -237,6 +241,7 @@ def _loop(
         if probe_now and session.probes is not None and session.capture is not None:
             log_probes(run, session.policy, session.probes, session.capture, cfg, step)
         if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
-            trainer_state = {"step": step, "sampler": session.sampler.state_dict(), "metrics": metrics}
+            trainer_state = {"step": step, "sampler": session.sampler.state_dict(), "metrics": metrics,
+                             "tracking": run.resume_state(step)}  # fmt: skip
             last_ckpt = save_training_checkpoint(session.policy, session.stage_dir, step, trainer_state, cfg)
     return metrics

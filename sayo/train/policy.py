@@ -9,7 +9,17 @@ from typing import Any
 
 from sayo.models import load_policy
 from sayo.runtime import resolve_device
-from sayo.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from sayo.tracking import notice
+from sayo.train import distributed
+from sayo.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    mirrored_steps,
+    pull_checkpoint,
+    push_checkpoint,
+    save_checkpoint,
+    stage_mirror,
+)
 from sayo.train.config import OptimConfig, TrainRecipe
 from sayo.train.engine import Engine, build_engine
 from sayo.train.lora import apply_lora, frozen_copy
@@ -93,9 +103,10 @@ def load_trainable_policy(
 def save_training_checkpoint(
     policy: TrainablePolicy, stage_dir: Path, step: int, trainer_state: dict[str, Any], cfg: TrainRecipe
 ) -> Path:
-    """Checkpoint weights, processor, engine state (optimizer/scheduler, sharded under ZeRO), RNG, position."""
+    """Checkpoint weights, processor, engine state (optimizer/scheduler, sharded under ZeRO), RNG, position;
+    with `checkpoint.mirror`, rank 0 then uploads it there."""
     engine = policy.engine
-    return save_checkpoint(
+    path = save_checkpoint(
         stage_dir,
         step,
         model=engine.unwrap(),
@@ -108,12 +119,35 @@ def save_training_checkpoint(
         engine_save=engine.save_state,
         weights_context=engine.generation_context,  # ZeRO-3: the whole weights, gathered
     )
+    if cfg.checkpoint.mirror and distributed.is_main():
+        push_checkpoint(path, stage_mirror(cfg.checkpoint.mirror, stage_dir), cfg.checkpoint.keep_last)
+    return path
 
 
 def resume_training(
     policy: TrainablePolicy, stage_dir: Path, cfg: TrainRecipe
 ) -> tuple[dict[str, Any], Path | None]:
-    """With `checkpoint.resume`, restore the newest complete checkpoint; returns (trainer_state, its path)."""
+    """With `checkpoint.resume`, restore the newest complete checkpoint; returns (trainer_state, its path).
+
+    With `checkpoint.mirror`, the newest complete mirrored checkpoint is downloaded first when it is
+    newer than the local ones (rank 0, on the filesystem the ranks share); without resume, a mirror
+    that already holds checkpoints is refused (they are an earlier run's).
+    """
+    mirror = stage_mirror(cfg.checkpoint.mirror, stage_dir) if cfg.checkpoint.mirror else None
+    if mirror and not cfg.checkpoint.resume:
+        held = mirrored_steps(mirror)
+        if held:
+            raise FileExistsError(
+                f"checkpoint.mirror = {cfg.checkpoint.mirror!r} already holds {Path(stage_dir).name} "
+                f"checkpoints (steps {held}) of an earlier run: continue it with checkpoint.resume=true "
+                "(--resume), or point checkpoint.mirror at an empty prefix"
+            )
+    if mirror and cfg.checkpoint.resume:
+        if distributed.is_main():
+            pulled = pull_checkpoint(mirror, stage_dir)
+            if pulled is not None:
+                notice(f"downloaded checkpoint {pulled.name} from {mirror}")
+        distributed.barrier()
     path = latest_checkpoint(stage_dir) if cfg.checkpoint.resume else None
     if path is None:
         return {"step": 0}, None

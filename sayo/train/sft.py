@@ -115,9 +115,12 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
     start = state["step"]
     if last_ckpt is not None:
         sampler.load_state_dict(state["sampler"])
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(state.get("metrics", {}))  # the checkpoint's, if no step is left
     with StageRun(
-        distributed.tracking_for_rank(cfg.tracking), stage="sft", params=flatten(to_dict(cfg))
+        distributed.tracking_for_rank(cfg.tracking),
+        stage="sft",
+        params=flatten(to_dict(cfg)),
+        resume=state.get("tracking"),  # continue the checkpoint's MLflow run
     ) as run:
         bar = tqdm(
             range(start + 1, cfg.sft.max_steps + 1),
@@ -139,7 +142,8 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
             if step % cfg.sft.log_every == 0 or step == cfg.sft.max_steps or "eval_loss" in metrics:
                 run.log_metrics(metrics, step=step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
-                trainer_state = {"step": step, "sampler": sampler.state_dict(), "metrics": metrics}
+                trainer_state = {"step": step, "sampler": sampler.state_dict(), "metrics": metrics,
+                                 "tracking": run.resume_state(step)}  # fmt: skip
                 last_ckpt = save_training_checkpoint(policy, stage_dir, step, trainer_state, cfg)
         final = save_final(
             stage_dir,
