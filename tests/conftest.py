@@ -136,6 +136,25 @@ def build_tiny_dataset(out, num_samples: int, *overrides: str):
     return out
 
 
+def train_recipe(tmp_path, dataset, *overrides: str):
+    """The tiny recipe sized for tests: the dataset at `dataset`, checkpoints under `tmp_path`, no
+    tracking, CPU, small GRPO steps from the untrained policy (unless a test trains SFT first)."""
+    base = [
+        f"data.path={dataset}",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+        "tracking.enabled=false",
+        "device=cpu",
+        "sft.eval_every=0",
+        "grpo.probe_every=0",
+        "grpo.prompts_per_step=2",
+        "grpo.group_size=4",
+        "grpo.micro_batch_size=4",
+        "grpo.max_new_tokens=12",
+        "grpo.init_from=model",
+    ]
+    return load_recipe("tiny", [*base, *overrides])
+
+
 def chat_prompt(processor, question: str) -> str:
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_dataset
+from conftest import build_tiny_dataset, train_recipe
 
 from sayo.data.synthetic import SyntheticConfig, generate
 from sayo.prompts import build_prompt_batch, prompt_region_mask
-from sayo.recipe import Recipe, load_recipe
+from sayo.recipe import Recipe
 from sayo.regions import VisionGeometry, bbox_to_token_indices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,22 +27,10 @@ def qwen3_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(tmp_path: Path, dataset: Path, *overrides: str) -> Recipe:
-    base = [
-        f"model.name_or_path={QWEN3}",
-        f"data.path={dataset}",
-        f"checkpoint.dir={tmp_path / 'ckpt'}",
-        "tracking.enabled=false",
-        "device=cpu",
-        "sft.eval_every=0",
-        "grpo.probe_every=0",
-        "grpo.prompts_per_step=2",
-        "grpo.group_size=4",
-        "grpo.micro_batch_size=8",
-        "grpo.max_new_tokens=8",
-        "grpo.init_from=model",
-        "checkpoint.every=0",
-    ]
-    return load_recipe("tiny", [*base, *overrides])
+    return train_recipe(
+        tmp_path, dataset, f"model.name_or_path={QWEN3}", "grpo.micro_batch_size=8", "grpo.max_new_tokens=8",
+        "checkpoint.every=0", *overrides,
+    )  # fmt: skip
 
 
 def test_region_mask_follows_each_processors_grid(policy, arch):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_equivalent, build_tiny_dataset
+from conftest import assert_equivalent, build_tiny_dataset, train_recipe
 
 from sayo.recipe import Recipe, load_recipe
 from sayo.runtime import NonFiniteError
@@ -24,20 +24,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(tmp_path: Path, dataset: Path, *overrides: str) -> Recipe:
-    base = [
-        f"data.path={dataset}",
-        f"checkpoint.dir={tmp_path / 'ckpt'}",
-        "tracking.enabled=false",
-        "device=cpu",
-        "sft.eval_every=0",
-        "grpo.probe_every=0",
-        "grpo.prompts_per_step=2",
-        "grpo.group_size=4",
-        "grpo.micro_batch_size=4",
-        "grpo.max_new_tokens=12",
-        "grpo.init_from=model",  # the untrained tiny policy unless a test trains SFT first
-    ]
-    return load_recipe("tiny", [*base, *overrides])
+    return train_recipe(tmp_path, dataset, *overrides)
 
 
 def test_sft_lowers_the_loss_and_saves_a_loadable_policy(tmp_path, tiny_dataset):

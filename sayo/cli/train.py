@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from sayo.cli.common import DEFAULT, Overrides, RecipeOption, recipe_from
+from sayo.recipe import Recipe
 from sayo.train.config import grpo_start
 from sayo.train.diagnose import diagnose as run_diagnose
 from sayo.train.diagnose import report_lines
 from sayo.train.grpo import train_grpo
+from sayo.train.policy import StageResult
 from sayo.train.sft import train_sft
 
 ResumeOption = Annotated[
@@ -26,20 +29,23 @@ def register(app: typer.Typer) -> None:
         config: RecipeOption = DEFAULT, overrides: Overrides = None, resume: ResumeOption = False
     ) -> None:
         """Supervised warm-up on answer-formatted data (loss on response tokens only)."""
-        recipe = recipe_from(config, overrides)
-        recipe.checkpoint.resume = recipe.checkpoint.resume or resume
-        result = train_sft(recipe)
-        typer.echo(f"sft: final checkpoint {result.final_dir} (MLflow run {result.run_id})")
+        _train("sft", train_sft, config, overrides, resume)
 
     @app.command()
     def grpo(
         config: RecipeOption = DEFAULT, overrides: Overrides = None, resume: ResumeOption = False
     ) -> None:
         """GRPO with the region-attention reward (SAYO)."""
-        recipe = recipe_from(config, overrides)
-        recipe.checkpoint.resume = recipe.checkpoint.resume or resume
-        result = train_grpo(recipe)
-        typer.echo(f"grpo: final checkpoint {result.final_dir} (MLflow run {result.run_id})")
+        _train("grpo", train_grpo, config, overrides, resume)
+
+
+def _train(
+    stage: str, run: Callable[[Recipe], StageResult], config: str, overrides: list[str] | None, resume: bool
+) -> None:
+    recipe = recipe_from(config, overrides)
+    recipe.checkpoint.resume = recipe.checkpoint.resume or resume
+    result = run(recipe)
+    typer.echo(f"{stage}: final checkpoint {result.final_dir} (MLflow run {result.run_id})")
 
 
 def register_diagnose(app: typer.Typer) -> None:
