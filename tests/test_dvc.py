@@ -125,10 +125,9 @@ def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) 
     repo = tmp_path / "repo"
     _copy_project(repo)
     _commit_all(repo)
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for stage in pipeline[
-        "stages"
-    ].values():  # stand-in outputs (untracked by git), so dvc can record every stage
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    stages = [name for name, stage in pipeline.items() if "matrix" not in stage and name != "ablation"]
+    for stage in (pipeline[name] for name in stages):  # stand-in outputs (untracked by git)
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = repo / (out if isinstance(out, str) else next(iter(out)))
             if path.suffix:
@@ -137,11 +136,11 @@ def test_editing_a_core_module_reruns_the_stages_that_import_it(tmp_path: Path) 
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 (path / "x").write_text("x")
-    _run(repo, "dvc", "commit", "-f", "-q")
-    assert "up to date" in _run(repo, "dvc", "status")
+    _run(repo, "dvc", "commit", "-f", "-q", *stages)  # the five pipeline stages (not the ablation's)
+    assert "up to date" in _run(repo, "dvc", "status", *stages)
     packing = repo / "sayo" / "packing.py"
     packing.write_text(packing.read_text() + "\n# an edit\n")
-    changed = json.loads(_run(repo, "dvc", "status", "--json"))
+    changed = json.loads(_run(repo, "dvc", "status", "--json", *stages))
     assert {"sft", "grpo", "evaluate"} <= set(changed) and "data" not in changed, changed
     assert "sayo/packing.py" in json.dumps(changed["grpo"])
 
