@@ -130,6 +130,17 @@ def _text_config(spec: TinySpec, tokenizer: Any) -> dict[str, Any]:
     }
 
 
+def _vision_config(spec: TinySpec) -> dict[str, Any]:
+    """The vision-tower fields both architectures name the same way."""
+    return {
+        "depth": spec.vision_depth,
+        "hidden_size": spec.vision_hidden,
+        "intermediate_size": spec.vision_intermediate,
+        "num_heads": spec.vision_heads,
+        "out_hidden_size": spec.text_hidden,
+    }
+
+
 def _token_ids(tokenizer: Any) -> dict[str, Any]:
     ids = tokenizer.convert_tokens_to_ids
     return {
@@ -160,11 +171,7 @@ def tiny_qwen3_vl_config(spec: TinyQwen3VLSpec, tokenizer: Any) -> Qwen3VLConfig
         },
     }
     vision = {
-        "depth": spec.vision_depth,
-        "hidden_size": spec.vision_hidden,
-        "intermediate_size": spec.vision_intermediate,
-        "num_heads": spec.vision_heads,
-        "out_hidden_size": spec.text_hidden,
+        **_vision_config(spec),
         "patch_size": spec.patch_size,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
@@ -180,11 +187,7 @@ def tiny_qwen2_5_vl_config(spec: TinySpec, tokenizer: Any) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config of the given shape whose special-token ids match `tokenizer`."""
     text = _text_config(spec, tokenizer)
     vision = {
-        "depth": spec.vision_depth,
-        "hidden_size": spec.vision_hidden,
-        "intermediate_size": spec.vision_intermediate,
-        "num_heads": spec.vision_heads,
-        "out_hidden_size": spec.text_hidden,
+        **_vision_config(spec),
         "window_size": 112,
         "fullatt_block_indexes": [spec.vision_depth - 1],
     }

@@ -39,12 +39,8 @@ QWEN2_SPLIT = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# Qwen2.5-VL's chat template, reduced to text and image content (no video, no tools).
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{ '<|im_start|>system' + '\\n' + 'You are a helpful assistant.<|im_end|>' + '\\n' }}"
-    "{%- endif -%}"
+# The chat turns both Qwen-VL templates share: text and image content only (no video, no tools).
+_CHAT_TURNS = (
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{%- if message['content'] is string -%}{{ message['content'] }}"
     "{%- else -%}{%- for content in message['content'] -%}"
@@ -56,20 +52,17 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}"
 )
 
-# Qwen3-VL's chat template, reduced the same way: the same turns and image placeholder, but no
-# default system turn (Qwen3-VL writes one only when the messages start with a system message).
-QWEN3_VL_CHAT_TEMPLATE = (
+# Qwen2.5-VL's chat template: a default system turn unless the messages start with one.
+CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for content in message['content'] -%}"
-    "{%- if content['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif content['type'] == 'text' -%}{{ content['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>' + '\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant' + '\\n' }}{%- endif -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system' + '\\n' + 'You are a helpful assistant.<|im_end|>' + '\\n' }}"
+    "{%- endif -%}" + _CHAT_TURNS
 )
+
+# Qwen3-VL's chat template: the same turns and image placeholder, but no default system turn
+# (Qwen3-VL writes one only when the messages start with a system message).
+QWEN3_VL_CHAT_TEMPLATE = "{%- for message in messages -%}" + _CHAT_TURNS
 
 _WORDS = (
     "what which where how many is are the a an of in on at to inside outside left right top bottom "
