@@ -26,7 +26,8 @@ from sayo.data.synthetic import (
 from sayo.data.synthetic import dataset as dataset_module
 from sayo.data.synthetic.bars import BAR_COLOUR, GRID_COLOUR
 from sayo.data.synthetic.canvas import PALETTE
-from sayo.data.synthetic.shapes import scene_attributes
+from sayo.data.synthetic.search import SEARCH_PALETTE
+from sayo.data.synthetic.shapes import KINDS, scene_attributes
 
 ALL_TASKS = {"shapes": 1.0, "bars": 1.0, "choice": 1.0}
 
@@ -321,3 +322,130 @@ def test_load_manifest_errors_name_file_line_field(tmp_path: Path, bad_row: str,
     with pytest.raises(ValueError, match=r"manifest\.jsonl, line 4") as error:
         load_manifest(path)
     assert expected in str(error.value)
+
+
+# --- the `search` task (MINIATURE.md) -----------------------------------------------------
+
+
+def _search_config(**changes: object) -> SyntheticConfig:
+    fields: dict[str, object] = {
+        "tasks": {"search": 1.0},
+        "image_size": (336, 336),
+        "num_distractors": 8,
+        "object_scale": 0.5,
+    }
+    fields.update(changes)
+    return SyntheticConfig(**fields)  # type: ignore[arg-type]
+
+
+SEARCH_LAYOUTS = [{"object_scale": 0.5}, {"object_tokens": 2}, {"object_tokens": 1, "image_size": (224, 224)}]
+BELOW_LAYOUTS = [{"object_tokens": 2}, {"object_tokens": 1, "image_size": (224, 224)}, {"object_scale": 0.5}]
+
+
+@pytest.mark.parametrize("layout", [*SEARCH_LAYOUTS, {"object_tokens": 2, "search_question": "below"}])
+def test_search_is_deterministic_per_seed(layout: dict[str, object]) -> None:
+    config = _search_config(num_samples=8, seed=5, **layout)
+    assert _dump(config) == _dump(_search_config(num_samples=8, seed=5, **layout))
+    other = _dump(_search_config(num_samples=8, seed=6, **layout))
+    assert {png for _, png in _dump(config)}.isdisjoint({png for _, png in other})
+
+
+def _search_pixels(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """Nearest search colour (or white) of every pixel: [H, W] indices into names."""
+    names = [*SEARCH_PALETTE, "white"]
+    refs = np.array([*SEARCH_PALETTE.values(), (255, 255, 255)])  # [K, 3]
+    pixels = np.asarray(image, dtype=np.int64)  # [H, W, 3]
+    return np.argmin(((pixels[..., None, :] - refs) ** 2).sum(-1), axis=-1), names
+
+
+@pytest.mark.parametrize("layout", SEARCH_LAYOUTS)
+@pytest.mark.parametrize("distractors", [0, 3, 8])
+def test_search_region_is_exactly_the_asked_object(layout: dict[str, object], distractors: int) -> None:
+    # Easy pictures are noise-free: the box is the tight extent of the pixels of the asked colour,
+    # every colour appears in one object only, and the object's fill fraction tells its kind.
+    config = _search_config(num_distractors=distractors, **layout)
+    for index in range(15):
+        sample, image = generate_sample("search", index, config)
+        colour = sample.question.removeprefix("What shape is ").removesuffix("?")
+        assert sample.question == f"What shape is {colour}?" and colour in SEARCH_PALETTE
+        nearest, names = _search_pixels(image)
+        ys, xs = np.nonzero(nearest == names.index(colour))
+        assert sample.regions[0].bbox == (xs.min(), ys.min(), xs.max() + 1.0, ys.max() + 1.0)
+        present = {names[k] for k in np.unique(nearest)} - {"white"}
+        assert len(present) == distractors + 1  # distinct colours: one object each
+        fill = float((_pixels(image, sample.regions[0].bbox) != 255).any(-1).mean())
+        low, high = FILL_BOUNDS[sample.answer]
+        assert low <= fill <= high + 0.05, (sample.id, sample.answer, fill)
+
+
+@pytest.mark.parametrize("layout", BELOW_LAYOUTS)
+@pytest.mark.parametrize("distractors", [0, 8])
+def test_below_region_is_exactly_the_asked_tile(layout: dict[str, object], distractors: int) -> None:
+    # The box holds exactly two colours in horizontal stripes: the asked colour on top, the answer
+    # under it; the asked colour tops no other tile.
+    config = _search_config(num_distractors=distractors, search_question="below", **layout)
+    for index in range(15):
+        sample, image = generate_sample("search", index, config)
+        colour = sample.question.removeprefix("What colour is below ").removesuffix("?")
+        assert sample.question == f"What colour is below {colour}?" and sample.answer != colour
+        nearest, names = _search_pixels(image)
+        x1, y1, x2, y2 = (int(v) for v in sample.regions[0].bbox)
+        box = nearest[y1:y2, x1:x2]
+        assert {names[k] for k in np.unique(box)} == {colour, sample.answer}
+        rows = [names[int(k)] for k in box[:, 0]]
+        assert rows[0] == colour and sample.answer in rows and (box == box[:, :1]).all()  # stripes
+        # no other tile has the asked colour on top: its topmost pixels are all inside the box
+        tops = nearest == names.index(colour)
+        above = np.zeros_like(tops)
+        above[1:] = nearest[:-1] == names.index("white")
+        ys, xs = np.nonzero(tops & (above | (np.arange(tops.shape[0]) == 0)[:, None]))
+        assert ((x1 <= xs) & (xs < x2) & (y1 <= ys) & (ys < y2)).all(), sample.id
+
+
+def test_search_answers_are_balanced_and_path_is_grounded() -> None:
+    config = _search_config(num_samples=300, search_path=3)
+    samples = [sample for sample, _ in generate(config)]
+    assert set(Counter(s.answer for s in samples)) == set(KINDS)
+    assert min(Counter(s.answer for s in samples).values()) > 60
+    lengths = Counter()
+    for sample in samples:
+        *visited, last = sample.regions[0].label.split(", ")
+        colour, answer = last.split()  # the path ends at the asked object, with the answer
+        assert f"What shape is {colour}?" == sample.question and answer == sample.answer
+        colours = [step.split()[0] for step in visited]
+        assert len(set(colours)) == len(colours) and colour not in colours
+        assert all(step.split()[1] in KINDS for step in visited)
+        lengths[len(visited)] += 1
+    assert set(lengths) == {0, 1, 2, 3}
+
+
+def test_search_path_names_what_is_drawn() -> None:
+    config = _search_config(object_tokens=2, image_size=(448, 448))
+    for index in range(10):
+        sample, image = generate_sample("search", index, config)
+        nearest, names = _search_pixels(image)
+        for step in sample.regions[0].label.split(", "):
+            colour, kind = step.split()
+            ys, xs = np.nonzero(nearest == names.index(colour))
+            box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            fill = float((_pixels(image, box) != 255).any(-1).mean())
+            assert FILL_BOUNDS[kind][0] <= fill <= FILL_BOUNDS[kind][1] + 0.05, (sample.id, step, fill)
+
+
+def test_token_layout_aligns_objects_to_visual_tokens() -> None:
+    config = _search_config(object_tokens=2, image_size=(448, 448))
+    for index in range(10):
+        sample, _ = generate_sample("search", index, config)
+        x1, y1, x2, y2 = sample.regions[0].bbox
+        assert x1 % 28 == 0 and y1 % 28 == 0 and x2 - x1 <= 56 and y2 - y1 <= 56
+
+
+def test_search_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_path "):
+        SyntheticConfig(search_path=-1)
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.object_scale "):
+        SyntheticConfig(object_scale=1.5)
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.object_tokens "):
+        SyntheticConfig(object_tokens=-1)
+    with pytest.raises(ValueError, match="do not fit"):
+        generate_sample("search", 0, _search_config(object_tokens=3, image_size=(224, 224)))

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from sayo.config import fail
 
-TASK_NAMES: tuple[str, ...] = ("shapes", "bars", "choice")
+TASK_NAMES: tuple[str, ...] = ("shapes", "bars", "choice", "search")
 MIN_SIDE, MAX_SIDE = 32, 4096
 MAX_DISTRACTORS = 8
 
@@ -55,6 +55,10 @@ class SyntheticConfig:
     difficulty: str = "easy"  # "easy" | "medium" | "hard": smaller objects, closer colours, noise
     tasks: dict[str, float] = field(default_factory=_default_tasks)  # task family -> weight >= 0
     seed: int = 0  # same seed and config -> byte-identical images and identical samples
+    search_path: int = 3  # `search`: most distractors its reasoning path names before the target
+    object_scale: float | None = None  # `search`: object side / layout cell (None: the difficulty's)
+    object_tokens: int = 0  # `search`: if > 0, objects are this many 28 px tokens wide, token-aligned
+    search_question: str = "shape"  # `search`: "shape" (the kind) | "below" (a striped tile's 2nd colour)
 
     def __post_init__(self) -> None:
         _check_int("num_samples", self.num_samples, 1, None)
@@ -64,6 +68,16 @@ class SyntheticConfig:
             _fail("difficulty", self.difficulty, f"must be one of {sorted(DIFFICULTIES)}")
         self.tasks = _check_tasks(self.tasks)
         _check_int("seed", self.seed, 0, None)
+        _check_int("search_path", self.search_path, 0, MAX_DISTRACTORS)
+        _check_int("object_tokens", self.object_tokens, 0, 8)
+        if self.search_question not in ("shape", "below"):
+            _fail("search_question", self.search_question, "must be 'shape' or 'below'")
+        if self.object_scale is not None and (
+            isinstance(self.object_scale, bool)
+            or not isinstance(self.object_scale, (int, float))
+            or not 0.1 <= self.object_scale <= 1.0
+        ):
+            _fail("object_scale", self.object_scale, "must be None or a number in [0.1, 1]")
 
     @property
     def params(self) -> DifficultyParams:

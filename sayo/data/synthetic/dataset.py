@@ -27,10 +27,16 @@ from sayo.data.schema import Sample
 from sayo.data.synthetic.bars import bars_task
 from sayo.data.synthetic.canvas import Draft, sample_rng
 from sayo.data.synthetic.config import TASK_NAMES, SyntheticConfig
+from sayo.data.synthetic.search import search_task
 from sayo.data.synthetic.shapes import choice_task, shapes_task
 
 TaskFn = Callable[[np.random.Generator, SyntheticConfig], tuple[Draft, Image.Image]]
-TASKS: dict[str, TaskFn] = {"shapes": shapes_task, "bars": bars_task, "choice": choice_task}
+TASKS: dict[str, TaskFn] = {
+    "shapes": shapes_task,
+    "bars": bars_task,
+    "choice": choice_task,
+    "search": search_task,
+}
 assert tuple(TASKS) == TASK_NAMES, "config.TASK_NAMES and dataset.TASKS must list the same tasks"
 
 MANIFEST = "manifest.jsonl"

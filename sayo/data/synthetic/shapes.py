@@ -75,8 +75,10 @@ def layout(shapes: list[Shape], size: tuple[int, int], scale: float, rng: np.ran
     return placed
 
 
-def draw_shape(canvas: Canvas, shape: Shape, fill: tuple[int, int, int], tag: str | None) -> None:
-    """Draw `shape` filled with `fill` and its digit inside, big enough to read at 28 px cells."""
+def draw_shape(
+    canvas: Canvas, shape: Shape, fill: tuple[int, int, int], tag: str | None, digit: bool = True
+) -> None:
+    """Draw `shape` filled with `fill` and (if `digit`) its digit inside, big enough to read at 28 px cells."""
     x0, y0, s = shape.x, shape.y, shape.size
     x1, y1 = x0 + s - 1, y0 + s - 1
     if shape.kind == "square":
@@ -85,6 +87,8 @@ def draw_shape(canvas: Canvas, shape: Shape, fill: tuple[int, int, int], tag: st
         canvas.ellipse((x0, y0, x1, y1), fill, tag)
     else:
         canvas.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill, tag)
+    if not digit:
+        return
     # A triangle's widest inner area is low down, so its digit is smaller and lower.
     size, cy = (0.42 * s, y0 + 0.64 * s) if shape.kind == "triangle" else (0.6 * s, y0 + s / 2)
     canvas.text(((x0 + x1) / 2, cy), str(shape.digit), int(size), text_colour(fill), "mm")

@@ -1,0 +1,173 @@
+"""The `search` task: objects of distinct colours, "What shape is red?", with a search path.
+
+Why this task (MINIATURE.md): the miniature needs a question that is answered *only* by looking at
+one small region, whose cue is the cheapest thing for a tiny model to bind (a colour named in the
+question), and whose reasoning can differ between rollouts in *where* it looks. Every object has
+its own colour, so the colour names exactly one object; its kind (square, circle, triangle) is the
+answer and is independent of the colour, so it cannot be guessed from the text.
+
+The region's label is a *search path*: a few distractors, then the target, each named by its
+colour and the attribute read off it, e.g. "blue circle, green square, red triangle". The SFT
+template (`sayo.train.sft.sft_target`) uses it as the reasoning: every attribute in it is read off
+the picture at the token that names it (the query there is the colour just written, a one-hop
+lookup), the answer is the last one read, and rollouts that visit different distractors look at
+different places. How many distractors the path visits is drawn uniformly from 0..`search_path`
+(capped by the number of distractors). Measured alternatives are in MINIATURE.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from sayo.data.schema import AnswerType, Region
+from sayo.data.synthetic.canvas import RGB, Canvas, Draft, background, jitter
+from sayo.data.synthetic.config import SyntheticConfig
+from sayo.data.synthetic.shapes import KINDS, Shape, draw_shape, layout
+
+# Nine well-separated colours, one per object (up to 8 distractors); each is one token of the
+# tiny tokenizer with a leading space.
+SEARCH_PALETTE: dict[str, RGB] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (240, 210, 30),
+    "orange": (245, 140, 20),
+    "purple": (140, 60, 190),
+    "pink": (245, 150, 205),
+    "cyan": (40, 200, 220),
+    "brown": (130, 80, 40),
+}
+SEARCH_COLOURS: tuple[str, ...] = tuple(SEARCH_PALETTE)
+
+
+SEARCH_QUESTIONS: tuple[str, ...] = ("shape", "below")
+
+
+@dataclass(frozen=True)
+class SearchScene:
+    """The objects of one picture (target first) and the search path of its label.
+
+    `shapes` carry the kind (question "shape"); `pairs` the second colour of each striped tile
+    (question "below"), or None.
+    """
+
+    shapes: list[Shape]
+    path: list[int]  # indices into `shapes` of the distractors the path names before the target
+    pairs: list[str] | None = None
+
+    def attribute(self, i: int) -> str:
+        """What the question asks about object i: its kind, or its tile's second colour."""
+        return self.pairs[i] if self.pairs is not None else self.shapes[i].kind
+
+
+def search_scene(
+    rng: np.random.Generator, num_distractors: int, max_path: int, question: str = "shape"
+) -> SearchScene:
+    """Target first, then distractors, every (first) colour distinct; attributes drawn independently.
+
+    shape: kinds uniform over KINDS. below: each object is a striped tile whose second colour is
+    uniform over the other palette colours (it may be another object's first colour).
+    """
+    count = num_distractors + 1
+    colours = rng.permutation(len(SEARCH_COLOURS))[:count]
+    kinds = rng.integers(0, len(KINDS), size=count)
+    digits = rng.integers(0, 10, size=count)
+    pairs = None
+    if question == "below":
+        kinds = np.zeros(count, dtype=int)  # tiles are squares
+        offsets = rng.integers(1, len(SEARCH_COLOURS), size=count)  # never the tile's own colour
+        pairs = [
+            SEARCH_COLOURS[(int(c) + int(o)) % len(SEARCH_COLOURS)]
+            for c, o in zip(colours, offsets, strict=True)
+        ]
+    shapes = [
+        Shape(KINDS[int(k)], SEARCH_COLOURS[int(c)], int(d))
+        for c, k, d in zip(colours, kinds, digits, strict=True)
+    ]
+    visits = int(rng.integers(0, min(max_path, num_distractors) + 1))
+    path = [int(i) + 1 for i in rng.permutation(num_distractors)[:visits]]
+    return SearchScene(shapes, path, pairs)
+
+
+def path_label(scene: SearchScene) -> str:
+    """The label, e.g. "blue circle, green square, red triangle": the visited distractors, then the
+    target, each by its colour and the attribute read off it."""
+    steps = [f"{scene.shapes[i].colour} {scene.attribute(i)}" for i in [*scene.path, 0]]
+    return ", ".join(steps)
+
+
+TOKEN_PX = 28  # side of one visual token of Qwen2.5-VL (14 px patches, 2×2 merge)
+
+
+def token_layout(
+    shapes: list[Shape], size: tuple[int, int], object_tokens: int, rng: np.random.Generator
+) -> list[Shape]:
+    """Place shapes of side `object_tokens` × 28 px on the visual-token grid, none overlapping.
+
+    The image is cut into slots of `object_tokens + 1` tokens (so objects never touch); each shape
+    takes a distinct random slot and a random token-aligned offset inside it.
+    """
+    slot = object_tokens + 1
+    cols, rows = size[0] // TOKEN_PX // slot, size[1] // TOKEN_PX // slot
+    if cols * rows < len(shapes):
+        raise ValueError(
+            f"{len(shapes)} objects of {object_tokens} tokens do not fit a {size[0]}x{size[1]} image "
+            f"({cols * rows} slots of {slot}x{slot} tokens)"
+        )
+    side = object_tokens * TOKEN_PX
+    placed = []
+    for shape, cell in zip(shapes, rng.permutation(cols * rows)[: len(shapes)], strict=True):
+        row, col = divmod(int(cell), cols)
+        dx, dy = (int(v) for v in rng.integers(0, 2, size=2))
+        x, y = (col * slot + dx) * TOKEN_PX, (row * slot + dy) * TOKEN_PX
+        placed.append(Shape(shape.kind, shape.colour, shape.digit, x, y, side))
+    return placed
+
+
+def draw_tile(canvas: Canvas, shape: Shape, first: RGB, second: RGB, tag: str | None) -> None:
+    """A square of horizontal stripes, `first` on top: 14 px stripes (one patch row each) when the
+    side is a multiple of 28 px, else four equal stripes."""
+    stripe = 14 if shape.size % 28 == 0 else max(1, shape.size // 4)
+    for k, top in enumerate(range(shape.y, shape.y + shape.size, stripe)):
+        bottom = min(top + stripe, shape.y + shape.size) - 1
+        canvas.rectangle((shape.x, top, shape.x + shape.size - 1, bottom), second if k % 2 else first, tag)
+
+
+def render_search(
+    scene: SearchScene, config: SyntheticConfig, rng: np.random.Generator
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """Draw the laid-out objects (no digits); returns the image and the target's tight box."""
+    params = config.params
+    canvas = Canvas(config.image_size, background(params.background_jitter, rng))
+    for i, shape in enumerate(scene.shapes):
+        fill = jitter(SEARCH_PALETTE[shape.colour], params.colour_jitter, rng)
+        tag = "target" if i == 0 else None
+        if scene.pairs is not None:
+            draw_tile(
+                canvas, shape, fill, jitter(SEARCH_PALETTE[scene.pairs[i]], params.colour_jitter, rng), tag
+            )
+        else:
+            draw_shape(canvas, shape, fill, tag, digit=False)
+    return canvas.finish(params.noise_std, rng), canvas.bbox("target")
+
+
+def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draft, Image.Image]:
+    """A "What shape is <colour>?" question about one of `num_distractors + 1` distinct-colour objects."""
+    scene = search_scene(rng, config.num_distractors, config.search_path, config.search_question)
+    if config.object_tokens:
+        shapes = token_layout(scene.shapes, config.image_size, config.object_tokens, rng)
+    else:
+        scale = config.object_scale if config.object_scale is not None else config.params.object_scale
+        shapes = layout(scene.shapes, config.image_size, scale, rng)
+    scene = SearchScene(shapes, scene.path, scene.pairs)
+    image, box = render_search(scene, config, rng)
+    colour = shapes[0].colour
+    region = Region(bbox=box, label=path_label(scene))
+    if config.search_question == "below":
+        question = f"What colour is below {colour}?"
+    else:
+        question = f"What shape is {colour}?"
+    return Draft(question, scene.attribute(0), AnswerType.EXACT, [region]), image
