@@ -165,6 +165,10 @@ class AttentionCapture:
         with torch.no_grad(), capture.record(query_index, key_index, attention_mask) as request:
             model(**batch)
         attention = capture.result(request)  # [B, Q, K], mean over layers, heads reduced
+
+    The recomputed attention carries no gradient unless `differentiable=True` (and grad is enabled
+    around the forward): then it stays on the forward's graph, for a loss on where tokens look
+    (`sft.attention_loss`, docs/method.md, "SFT warm-up").
     """
 
     def __init__(
@@ -173,6 +177,7 @@ class AttentionCapture:
         layers: LayerSpec = "last_half",
         head_reduce: HeadReduce = "mean",
         query_chunk: int = 64,
+        differentiable: bool = False,
     ) -> None:
         if head_reduce not in ("mean", "max"):
             raise ValueError(f"head_reduce={head_reduce!r}: expected 'mean' or 'max'")
@@ -185,6 +190,7 @@ class AttentionCapture:
         ]
         self.head_reduce = head_reduce
         self.query_chunk = query_chunk
+        self.differentiable = differentiable
 
     @contextmanager
     def record(
@@ -248,7 +254,8 @@ class AttentionCapture:
         def compute(module: nn.Module, _args: tuple, _output: Any) -> None:
             start = time.perf_counter()
             cos, sin = stash.pop("rope")
-            probs = self._layer(module, stash.pop("q"), stash.pop("k"), cos, sin, request)
+            with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
+                probs = self._layer(module, stash.pop("q"), stash.pop("k"), cos, sin, request)
             request.total = probs if request.total is None else request.total + probs
             request.layers_seen.append(layer_idx)
             request.seconds += time.perf_counter() - start
@@ -261,7 +268,6 @@ class AttentionCapture:
             attn.register_forward_hook(compute),
         ]
 
-    @torch.no_grad()
     def _layer(
         self,
         module: nn.Module,

@@ -111,7 +111,7 @@ def score_rollouts(
 
     No gradient is kept unless `keep_graph`: then `logps` carries the autograd graph, so a trainer
     with μ = 1 can use this same forward for its update instead of running a second one (entropy
-    and attention never carry gradients).
+    and attention carry no gradient, unless `capture` is differentiable: SFT's attention term).
 
     Args:
         prompt_inputs: processor outputs for the prompts (left-padded), one row per rollout.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import as_float64
+from conftest import as_float64, assert_equivalent
 
 import sayo.attention
 from sayo.attention import AttentionCapture, _query_key_modules, positions_from_mask, resolve_layers
@@ -141,6 +141,41 @@ def test_capture_carries_no_gradient(tiny, two_prompt_batch):
         model(**batch).logits.sum().backward()
     model.zero_grad(set_to_none=True)
     assert not capture.result(request).requires_grad
+
+
+@pytest.mark.equivalence
+def test_differentiable_capture_has_eager_attentions_gradient(float64_pair):
+    """`differentiable=True` (SFT's attention term): the captured attention's gradient with respect
+    to the weights equals that of eager attention's probabilities, in float64."""
+    model, eager, batch = float64_pair
+    query_index, key_index, key_valid = _queries_and_keys(model, batch)
+    weights = torch.rand(
+        query_index.shape + key_index.shape[1:],
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+    )
+    layer = model.config.text_config.num_hidden_layers - 1
+    capture = AttentionCapture(model, layers=1, differentiable=True)
+    with capture.record(query_index, key_index, batch["attention_mask"]) as request:
+        model(**batch)
+    (capture.result(request) * key_valid[:, None, :] * weights).sum().backward()
+    got = _q_weight(model, layer).grad.clone()
+    model.zero_grad(set_to_none=True)
+    attentions = eager(**eager_inputs(eager, batch), output_attentions=True).attentions  # L x [B, H, S, S]
+    heads = attentions[layer].mean(1)  # [B, S, S]
+    rows = heads.gather(1, query_index[:, :, None].expand(-1, -1, heads.shape[-1]))  # [B, Q, S]
+    want = rows.gather(2, key_index[:, None, :].expand(-1, query_index.shape[1], -1))  # [B, Q, K]
+    (want * key_valid[:, None, :] * weights).sum().backward()
+    expected = _q_weight(eager, layer).grad.clone()
+    eager.zero_grad(set_to_none=True)
+    assert float(expected.abs().max()) > 0
+    # eager's softmax runs in float32 (see eager_inputs): its precision, scaled to the gradient
+    assert_equivalent(got, expected, rel=1e-5, msg="d attention / d q_proj")
+
+
+def _q_weight(model, layer: int) -> torch.nn.Parameter:
+    attn = sayo.attention.decoder_layers(model)[layer].get_submodule("self_attn")
+    return attn.get_submodule("q_proj").weight
 
 
 @pytest.mark.parametrize(

@@ -402,16 +402,18 @@ def test_below_region_is_exactly_the_asked_tile(layout: dict[str, object], distr
         assert ((x1 <= xs) & (xs < x2) & (y1 <= ys) & (ys < y2)).all(), sample.id
 
 
-def test_search_answers_are_balanced_and_path_is_grounded() -> None:
-    config = _search_config(num_samples=300, search_path=3)
+@pytest.mark.parametrize("with_target", [False, True])
+def test_search_answers_are_balanced_and_path_is_grounded(with_target: bool) -> None:
+    config = _search_config(num_samples=300, search_path=3, search_path_target=with_target)
     samples = [sample for sample, _ in generate(config)]
     assert set(Counter(s.answer for s in samples)) == set(KINDS)
     assert min(Counter(s.answer for s in samples).values()) > 60
     lengths = Counter()
     for sample in samples:
-        *visited, last = sample.regions[0].label.split(", ")
-        colour, answer = last.split()  # the path ends at the asked object, with the answer
-        assert f"What shape is {colour}?" == sample.question and answer == sample.answer
+        visited = [step for step in sample.regions[0].label.split(", ") if step]
+        colour = sample.question.removeprefix("What shape is ").removesuffix("?")
+        if with_target:  # the path ends at the asked object, with the answer
+            assert visited.pop() == f"{colour} {sample.answer}"
         colours = [step.split()[0] for step in visited]
         assert len(set(colours)) == len(colours) and colour not in colours
         assert all(step.split()[1] in KINDS for step in visited)
@@ -424,7 +426,7 @@ def test_search_path_names_what_is_drawn() -> None:
     for index in range(10):
         sample, image = generate_sample("search", index, config)
         nearest, names = _search_pixels(image)
-        for step in sample.regions[0].label.split(", "):
+        for step in [step for step in sample.regions[0].label.split(", ") if step]:
             colour, kind = step.split()
             ys, xs = np.nonzero(nearest == names.index(colour))
             box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
@@ -447,5 +449,7 @@ def test_search_options_are_checked() -> None:
         SyntheticConfig(object_scale=1.5)
     with pytest.raises(ValueError, match=r"SyntheticConfig\.object_tokens "):
         SyntheticConfig(object_tokens=-1)
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_question "):
+        SyntheticConfig(search_question="digit")
     with pytest.raises(ValueError, match="do not fit"):
         generate_sample("search", 0, _search_config(object_tokens=3, image_size=(224, 224)))

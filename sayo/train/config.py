@@ -52,6 +52,7 @@ class SFTConfig:
     max_length: int = 512  # prompt + response tokens; longer samples are an error, not silently cut
     length_grouping: int = 16  # batches per window sorted by length (less padding); 0 = plain shuffle
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
+    attention_loss: float = 0.0  # w: + w·(−log region share of the first answer token's attention) [ours]
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64  # samples of the eval split in each eval-loss pass
     log_every: int = 10  # steps between MLflow metric logs
@@ -61,6 +62,7 @@ class SFTConfig:
         for name in ("max_steps", "batch_size", "grad_accum", "max_length"):
             check(getattr(self, name) >= 1, f"sft.{name}", getattr(self, name), "must be >= 1")
         check(self.length_grouping >= 0, "sft.length_grouping", self.length_grouping, "must be >= 0")
+        check(self.attention_loss >= 0, "sft.attention_loss", self.attention_loss, "must be >= 0")
 
 
 @dataclass

@@ -19,15 +19,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
 from sayo.logprobs import token_logprobs
-from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
+from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer, prompt_region_mask
 from sayo.regions import resized_size
 from sayo.runtime import check_finite, seed_everything
 from sayo.sampling import encode_completions
-from sayo.scoring import completion_logits
+from sayo.scoring import completion_logits, score_rollouts
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
@@ -37,26 +38,110 @@ from sayo.train.sampler import EpochSampler
 
 
 def sft_target(sample: Sample, reasoning: bool) -> str:
-    """The response the policy is taught for a sample."""
+    """The response the policy is taught for a sample.
+
+    A synthetic `search` sample's region label is its search path ("blue circle, green square":
+    distractors visited before answering, each attribute read off the picture where it is
+    written; possibly empty): it is the reasoning as is, and the answer is read off the target in
+    the answer tag, so no answer is copied from text (docs/results.md, "The miniature"). Other
+    samples: "I look at the <label>.".
+    """
     label = sample.regions[0].label if sample.regions else ""
+    if sample.category == "search":
+        return formatted_answer(f" {sample.answer}", f" {label}." if reasoning and label else "")
     thought = f"I look at the {label}." if reasoning and label else ""
     return formatted_answer(sample.answer, thought)
+
+
+def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
+    """Index of each target's first answer token (the first token after `<answer>`), None if none.
+
+    Read from the tokenizer's character offsets, so it holds whether `<answer>` is one added token
+    (the tiny tokenizer) or several (a real Qwen tokenizer).
+    """
+    starts: list[int | None] = []
+    for text in targets:
+        tag = text.find("<answer>")
+        if tag < 0:
+            starts.append(None)
+            continue
+        begin = tag + len("<answer>")
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        starts.append(next((i for i, (_, end) in enumerate(offsets) if end > begin), None))
+    return starts
 
 
 def sft_loss(
     model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainRecipe, device: str
 ) -> tuple[torch.Tensor, int]:
-    """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens)."""
+    """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens).
+
+    With `sft.attention_loss` = w > 0 the loss adds w · mean over rows of −log(region share of the
+    first answer token's image attention) (`answer_attention_share`): SFT then also teaches where
+    to look, an option of ours that the paper does not use (docs/method.md, "SFT warm-up").
+    """
     prompts = build_prompt_batch(processor, samples, images).to(device)
-    ids, mask = encode_completions(processor.tokenizer, [sft_target(s, cfg.sft.reasoning) for s in samples])
+    targets = [sft_target(s, cfg.sft.reasoning) for s in samples]
+    ids, mask = encode_completions(processor.tokenizer, targets)
     ids, mask = ids.to(device), mask.to(device)
     lengths = prompts["attention_mask"].sum(1) + mask.sum(1)  # [B]
     too_long = [s.id for s, n in zip(samples, lengths.tolist(), strict=True) if n > cfg.sft.max_length]
     if too_long:
         raise ValueError(f"samples {too_long} exceed sft.max_length={cfg.sft.max_length} tokens; raise it")
-    logps = token_logprobs(completion_logits(model, prompts, ids, mask), ids)  # [B, T]
     n_tokens = int(mask.sum())
-    return -(logps * mask).sum() / max(n_tokens, 1), n_tokens
+    if cfg.sft.attention_loss <= 0:
+        logps = token_logprobs(completion_logits(model, prompts, ids, mask), ids)  # [B, T]
+        return -(logps * mask).sum() / max(n_tokens, 1), n_tokens
+    logps, share = answer_attention_share(model, processor, prompts, ids, mask, samples, images, targets, cfg)
+    loss = -(logps * mask).sum() / max(n_tokens, 1)
+    if share is not None:
+        loss = loss + cfg.sft.attention_loss * -torch.log(share.clamp(min=1e-6)).mean()
+    return loss, n_tokens
+
+
+def answer_attention_share(
+    model: torch.nn.Module,
+    processor: Any,
+    prompts: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    samples: list[Sample],
+    images: list,
+    targets: list[str],
+    cfg: TrainRecipe,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs [B, T] and, on the autograd graph, the region share [R] of the first answer token's
+    image attention for the R rows that have a region and an answer.
+
+    Attention is measured as `rewards.attention` defines it everywhere else (layers, heads, query),
+    in the same forward as the log-probs (`sayo.scoring.score_rollouts` with a differentiable
+    capture).
+    """
+    attention = cfg.rewards.attention
+    image_token_id: int = model.config.image_token_id  # type: ignore[union-attr,assignment]
+    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id)  # [B, P]
+    capture = AttentionCapture(model, attention.layers, attention.heads, differentiable=True)
+    scores = score_rollouts(
+        model,
+        prompts,
+        ids,
+        mask,
+        image_token_id=image_token_id,
+        capture=capture,
+        region_mask=region_mask.to(ids.device),
+        keep_graph=torch.is_grad_enabled(),  # not under eval_loss's no_grad
+        query=attention.query,
+    )
+    starts = answer_starts(processor.tokenizer, targets)
+    rows = [
+        i for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
+        if start is not None and sample.regions and bool(region_mask[i].any())
+    ]  # fmt: skip
+    if not rows or scores.region_share is None:
+        return scores.logps, None
+    at = torch.tensor([starts[i] for i in rows], device=ids.device)  # [R]
+    share = scores.region_share[torch.tensor(rows, device=ids.device), at]  # [R]
+    return scores.logps, share
 
 
 def sample_lengths(data: GroundedDataset, processor: Any, reasoning: bool) -> list[int]:

@@ -59,6 +59,7 @@ class SyntheticConfig:
     object_scale: float | None = None  # `search`: object side / layout cell (None: the difficulty's)
     object_tokens: int = 0  # `search`: if > 0, objects are this many 28 px tokens wide, token-aligned
     search_question: str = "shape"  # `search`: "shape" (the kind) | "below" (a striped tile's 2nd colour)
+    search_path_target: bool = False  # `search`: the path ends with the target and its answer
 
     def __post_init__(self) -> None:
         _check_int("num_samples", self.num_samples, 1, None)
@@ -72,6 +73,8 @@ class SyntheticConfig:
         _check_int("object_tokens", self.object_tokens, 0, 8)
         if self.search_question not in ("shape", "below"):
             _fail("search_question", self.search_question, "must be 'shape' or 'below'")
+        if not isinstance(self.search_path_target, bool):
+            _fail("search_path_target", self.search_path_target, "must be true or false")
         if self.object_scale is not None and (
             isinstance(self.object_scale, bool)
             or not isinstance(self.object_scale, (int, float))

@@ -92,10 +92,12 @@ def search_scene(
     return SearchScene(shapes, path, pairs)
 
 
-def path_label(scene: SearchScene) -> str:
-    """The label, e.g. "blue circle, green square, red triangle": the visited distractors, then the
-    target, each by its colour and the attribute read off it."""
-    steps = [f"{scene.shapes[i].colour} {scene.attribute(i)}" for i in [*scene.path, 0]]
+def path_label(scene: SearchScene, with_target: bool = False) -> str:
+    """The label, e.g. "blue circle, green square": the visited distractors, each by its colour and
+    the attribute read off it; with `with_target` the target follows ("…, red triangle")."""
+    steps = [f"{scene.shapes[i].colour} {scene.attribute(i)}" for i in scene.path]
+    if with_target:
+        steps.append(f"{scene.shapes[0].colour} {scene.attribute(0)}")
     return ", ".join(steps)
 
 
@@ -165,7 +167,7 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
     scene = SearchScene(shapes, scene.path, scene.pairs)
     image, box = render_search(scene, config, rng)
     colour = shapes[0].colour
-    region = Region(bbox=box, label=path_label(scene))
+    region = Region(bbox=box, label=path_label(scene, config.search_path_target))
     if config.search_question == "below":
         question = f"What colour is below {colour}?"
     else:

@@ -1,0 +1,89 @@
+"""SFT targets and the optional attention term (`sft.attention_loss`, docs/method.md "SFT warm-up")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_tiny_dataset, tiny_policy, train_recipe
+
+from sayo.data.dataset import GroundedDataset
+from sayo.train.sft import answer_attention_share, answer_starts, sft_loss, sft_target
+
+SEARCH = [
+    "data.synthetic.tasks={search: 1.0}",
+    "data.synthetic.num_distractors=4",
+    "data.synthetic.object_tokens=1",
+]
+
+
+@pytest.fixture(scope="module")
+def search_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_dataset(tmp_path_factory.mktemp("search") / "processed", 24, *SEARCH)
+
+
+@pytest.mark.parametrize(
+    ("target", "first"),
+    [
+        ("<think> blue circle.</think><answer> triangle</answer>", " triangle"),
+        ("<think></think><answer>red</answer>", "red"),
+        ("<think>I look at the bar C.</think><answer>7</answer>", "7"),
+    ],
+)
+def test_answer_starts_point_at_the_first_answer_token(target: str, first: str) -> None:
+    _, processor = tiny_policy()
+    tokenizer = processor.tokenizer
+    (start,) = answer_starts(tokenizer, [target])
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    assert start is not None
+    assert tokenizer.decode(ids[start - 1 : start]) == "<answer>"
+    assert first.startswith(tokenizer.decode(ids[start : start + 1]))
+    assert answer_starts(tokenizer, ["no template"]) == [None]
+
+
+def test_search_target_reads_the_answer_in_the_answer_tag(search_dataset: Path) -> None:
+    data = GroundedDataset.load(search_dataset, "train")
+    for sample in data.samples:
+        target = sft_target(sample, reasoning=True)
+        thought = target.split("</think>")[0]
+        assert target.endswith(f"<answer> {sample.answer}</answer>")
+        # the reasoning names the visited distractors only: the answer is never written before looking
+        colour = sample.question.removeprefix("What shape is ").removesuffix("?")
+        assert f"{colour} {sample.answer}" not in thought
+
+
+def test_attention_term_is_minus_log_of_the_answer_tokens_region_share(tmp_path, search_dataset) -> None:
+    model, processor = tiny_policy()
+    data = GroundedDataset.load(search_dataset, "train")
+    samples, images = data.batch(list(range(6)))
+    plain = train_recipe(tmp_path, search_dataset, *SEARCH)
+    weighted = train_recipe(tmp_path, search_dataset, *SEARCH, "sft.attention_loss=0.5")
+    nll, tokens = sft_loss(model, processor, samples, images, plain, "cpu")
+    total, same_tokens = sft_loss(model, processor, samples, images, weighted, "cpu")
+    assert tokens == same_tokens
+
+    from sayo.prompts import build_prompt_batch
+    from sayo.sampling import encode_completions
+
+    prompts = build_prompt_batch(processor, samples, images)
+    targets = [sft_target(s, True) for s in samples]
+    ids, mask = encode_completions(processor.tokenizer, targets)
+    _, share = answer_attention_share(
+        model, processor, prompts, ids, mask, samples, images, targets, weighted
+    )
+    assert share is not None and share.shape == (6,) and share.requires_grad
+    assert ((share > 0) & (share < 1)).all()
+    expected = nll + 0.5 * -torch.log(share).mean()
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=0.0)
+
+    # the term reaches the weights that decide where the answer token looks
+    q_proj = model.model.language_model.layers[-1].self_attn.q_proj.weight
+    (-torch.log(share).mean()).backward()
+    assert q_proj.grad is not None and float(q_proj.grad.abs().max()) > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_attention_loss_must_not_be_negative(tmp_path, search_dataset) -> None:
+    with pytest.raises(ValueError, match=r"sft\.attention_loss"):
+        train_recipe(tmp_path, search_dataset, "sft.attention_loss=-1")
