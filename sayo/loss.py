@@ -61,15 +61,52 @@ def group_advantages(
         raise ValueError(f"group_size={group_size} must be >= 1 and divide the batch size B={batch}")
     grouped = rewards.float().view(-1, group_size)  # [B/G, G]
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B/G, G]
+    return (centred / _denominator(rewards, group_size, scale, std_floor)).reshape(-1)  # [B]
+
+
+def _denominator(rewards: Tensor, group_size: int, scale: str, std_floor: float) -> Tensor:
+    """What `group_advantages` divides the centred rewards by: [B/G, 1], [] or 1 (no scaling)."""
     if group_size == 1 or scale == "none":
-        return centred.reshape(-1)  # [B]; exactly 0 when G == 1
+        return torch.ones((), device=rewards.device)  # G == 1: the centred rewards are exactly 0
     if std_floor < 0:
         raise ValueError(f"std_floor must be >= 0, got {std_floor!r}")
     if scale == "group":
-        std = grouped.std(dim=1, keepdim=True, correction=1)  # [B/G, 1]
+        std = rewards.float().view(-1, group_size).std(dim=1, keepdim=True, correction=1)  # [B/G, 1]
     else:
         std = rewards.float().std(correction=1)  # []
-    return (centred / (std.clamp(min=std_floor) + STD_EPS)).reshape(-1)  # [B]
+    return std.clamp(min=std_floor) + STD_EPS
+
+
+def advantage_parts(
+    components: Mapping[str, Tensor],
+    weights: Mapping[str, float],
+    group_size: int,
+    scale: str = "group",
+    std_floor: float = 0.0,
+    per_component: bool = False,
+) -> dict[str, Tensor]:
+    """Each weighted reward component's additive part of the advantages, name → [B].
+
+    The parts sum to the advantages the trainer uses: `combined_advantages` with `per_component`,
+    else `group_advantages` of Σ w_i r_i (each part is w_i·(r_i − its group mean) over the total's
+    denominator). Their spreads show which term drives the update, e.g. whether near-constant
+    attention noise is blown up to unit-size advantages (`sayo diagnose`).
+    """
+    if per_component:
+        return {
+            name: float(weights.get(name, 0.0)) * group_advantages(values, group_size, scale, std_floor)
+            for name, values in components.items()
+        }
+    weighted = {name: float(weights.get(name, 0.0)) * values.float() for name, values in components.items()}
+    total = torch.stack(list(weighted.values())).sum(0)  # [B]
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; expected one of {ADVANTAGE_SCALES}")
+    denominator = _denominator(total, group_size, scale, std_floor)
+    parts = {}
+    for name, values in weighted.items():
+        grouped = values.view(-1, group_size)  # [B/G, G]
+        parts[name] = ((grouped - grouped.mean(dim=1, keepdim=True)) / denominator).reshape(-1)  # [B]
+    return parts
 
 
 def combined_advantages(

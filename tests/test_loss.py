@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sayo.loss import combined_advantages, group_advantages, policy_loss
+from sayo.loss import advantage_parts, combined_advantages, group_advantages, policy_loss
 
 # ---------------------------------------------------------------- group_advantages
 
@@ -258,3 +258,24 @@ def test_combined_advantages_normalise_each_component_then_weight():
     # the total's own normalisation would let accuracy's larger scale drown the attention term
     total = accuracy + 0.5 * attention
     assert not torch.allclose(group_advantages(total, 4), got)
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+@pytest.mark.parametrize("per_component", [False, True])
+def test_advantage_parts_sum_to_the_trainers_advantages(scale: str, per_component: bool) -> None:
+    generator = torch.Generator().manual_seed(0)
+    components = {
+        "accuracy": torch.randint(0, 2, (8,), generator=generator).double(),
+        "region_attention": torch.rand(8, generator=generator, dtype=torch.float64) * 0.1,
+        "format": torch.ones(8, dtype=torch.float64),
+    }
+    weights = {"accuracy": 1.0, "region_attention": 0.5, "format": 0.25}
+    parts = advantage_parts(components, weights, 4, scale, std_floor=0.0, per_component=per_component)
+    if per_component:
+        want = combined_advantages(components, weights, 4, scale)
+    else:
+        total = sum(w * components[name] for name, w in weights.items())
+        want = group_advantages(total, 4, scale)
+    # both sides centre float32 rewards in a different order: tolerance scaled to the values
+    torch.testing.assert_close(sum(parts.values()), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    assert float(parts["format"].abs().max()) == 0.0  # constant in every group: no part of any advantage

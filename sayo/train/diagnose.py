@@ -21,12 +21,22 @@ import torch
 
 from sayo.attention import AttentionCapture
 from sayo.data.dataset import GroundedDataset
+from sayo.loss import advantage_parts
 from sayo.models import load_policy
 from sayo.runtime import resolve_device, seed_everything
 from sayo.train.config import TrainRecipe
 from sayo.train.grpo_step import compute_rewards, group_spread, make_chunks, sample, score
 
 NO_SIGNAL = 1e-3  # within-group std of a reward term below this is noise, whatever its scale
+
+# Advantage schemes compared by `diagnose` (docs/method.md, "Total reward and optimisation"):
+# name (a valid MLflow metric name part) -> (grpo.advantage_per_component, grpo.advantage_scale,
+# grpo.advantage_std_floor). "total-group" is the paper's: the weighted total over its group std.
+SCHEMES: dict[str, tuple[bool, str, float]] = {
+    "total-group": (False, "group", 0.0),
+    "total-group-floor0.1": (False, "group", 0.1),
+    "component-batch": (True, "batch", 0.0),
+}
 
 
 @dataclass
@@ -41,6 +51,8 @@ class SignalReport:
     attention_share: float  # share of the selected tokens' visual attention on the region
     attention_lift: float  # that share minus the region's area fraction (0 = uniform attention)
     warnings: list[str] = field(default_factory=list)
+    # scheme -> component -> std over the batch of its additive part of the advantages
+    advantages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Flat numbers for MLflow and JSON (`signal/<component>_within` ...)."""
@@ -51,6 +63,9 @@ class SignalReport:
             out[f"signal/{name}_mean"] = self.means[name]
         out["signal/attention_share"] = self.attention_share
         out["signal/attention_lift"] = self.attention_lift
+        for scheme, parts in self.advantages.items():
+            for name, std in parts.items():
+                out[f"signal/advantage/{scheme}/{name}"] = std
         return out
 
 
@@ -120,7 +135,22 @@ def diagnose(
         attention_share=share,
         attention_lift=lift,
         warnings=signal_warnings(spread, recipe.rewards.weights),
+        advantages=advantage_spreads(rewards.components, recipe.rewards.weights, size, recipe.grpo),
     )
+
+
+def advantage_spreads(
+    components: dict[str, torch.Tensor], weights: dict[str, float], group_size: int, grpo: Any
+) -> dict[str, dict[str, float]]:
+    """For the recipe's advantage scheme and each of `SCHEMES`: the std over the batch of each
+    weighted component's part of the advantages (`sayo.loss.advantage_parts`)."""
+    own = (grpo.advantage_per_component, grpo.advantage_scale, grpo.advantage_std_floor)
+    schemes = {"recipe": own, **{name: s for name, s in SCHEMES.items() if s != own}}
+    out = {}
+    for name, (per_component, scale, floor) in schemes.items():
+        parts = advantage_parts(components, weights, group_size, scale, floor, per_component)
+        out[name] = {part: float(values.std()) for part, values in parts.items() if weights.get(part)}
+    return out
 
 
 def report_lines(report: SignalReport) -> Sequence[str]:
@@ -134,5 +164,11 @@ def report_lines(report: SignalReport) -> Sequence[str]:
     lines.append(
         f"attention on region: share {report.attention_share:.4f}, lift over uniform {report.attention_lift:+.4f}"
     )
+    if report.advantages:
+        names = list(next(iter(report.advantages.values())))
+        lines.append("advantage std from each term, by scheme:")
+        lines.append(f"  {'scheme':<30} " + " ".join(f"{n:>17}" for n in names))
+        for scheme, parts in report.advantages.items():
+            lines.append(f"  {scheme:<30} " + " ".join(f"{parts.get(n, 0.0):>17.4f}" for n in names))
     lines += [f"warning: {w}" for w in report.warnings]
     return lines
