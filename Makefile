@@ -42,16 +42,21 @@ constraints:
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	rm -rf $(SCRATCH)
 
-# The main job end to end on the embedded defaults (tiny policy, synthetic data, local MLflow in
-# mlruns.db): a look at the rewards, then data -> sft -> grpo -> evaluate -> register.
+# The main job end to end on the embedded defaults: the CPU miniature (tiny policy, synthetic
+# `search` data, local MLflow in mlruns.db) at demo size, a few minutes: a look at the rewards, then
+# data -> sft -> grpo -> evaluate -> register. `evaluate` ends with GRPO − SFT on the same test
+# samples (paired intervals) and says when a difference is within noise at this size; the
+# full-size measurement is `sayo experiment ablation` (docs/results.md).
+DEMO_RECIPE ?= miniature
+DEMO_SIZE ?= data.synthetic.num_samples=3000 sft.max_steps=300
 demo: $(STAMP)
-	$(BIN)/sayo demo --out outputs/demo
-	$(BIN)/sayo data build --no-progress
-	$(BIN)/sayo sft
-	$(BIN)/sayo grpo
-	$(BIN)/sayo evaluate
-	$(BIN)/sayo register --checkpoint outputs/checkpoints/grpo/final --metrics outputs/eval/metrics.json
-	@echo "done: report outputs/eval/report.html; runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db"
+	$(BIN)/sayo demo --out outputs/demo --config $(DEMO_RECIPE)
+	$(BIN)/sayo data build --no-progress --config $(DEMO_RECIPE) $(DEMO_SIZE)
+	$(BIN)/sayo sft --config $(DEMO_RECIPE) $(DEMO_SIZE)
+	$(BIN)/sayo grpo --config $(DEMO_RECIPE) $(DEMO_SIZE)
+	$(BIN)/sayo evaluate --config $(DEMO_RECIPE) $(DEMO_SIZE)
+	$(BIN)/sayo register --config $(DEMO_RECIPE) --checkpoint outputs/miniature/grpo/final --metrics outputs/miniature/eval/metrics.json
+	@echo "done: report outputs/miniature/eval/report.html; runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

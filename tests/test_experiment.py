@@ -59,7 +59,6 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
         cfg,
         out_dir=str(tmp_path / "ablation"),
         overrides=[*cfg.overrides, f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"],
-        hard_samples=16,
     )
     run = run_ablation(cfg, quick=True, log=lambda _: None)
     assert {(r.arm, r.seed) for r in run.runs} == {(a, s) for a in cfg.arms for s in cfg.quick_seeds}
@@ -82,6 +81,8 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
         assert figure.is_file() and figure.stat().st_size > 5000, name
         assert f"results/{name}.png" in text
     assert "## The paper's findings here" in text and "verdict" in text
+    assert "## Reading this run" in text and "The region term at the warm start" in text
+    assert "| scheme |" in text  # each term's share of the advantages under each scheme
 
 
 def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:

@@ -324,7 +324,7 @@ def test_load_manifest_errors_name_file_line_field(tmp_path: Path, bad_row: str,
     assert expected in str(error.value)
 
 
-# --- the `search` task (MINIATURE.md) -----------------------------------------------------
+# --- the `search` task (docs/results.md) -----------------------------------------------------------
 
 
 def _search_config(**changes: object) -> SyntheticConfig:

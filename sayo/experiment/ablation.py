@@ -80,7 +80,7 @@ def _digest(recipe: Recipe, sections: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-SFT_SECTIONS = ("seed", "model", "data", "sft")
+SFT_SECTIONS = ("seed", "model", "data", "sft", "rewards")  # rewards.attention: the SFT attention term
 GRPO_SECTIONS = ("seed", "model", "data", "grpo", "rewards")
 
 
@@ -111,15 +111,16 @@ def _build_once(recipe: Recipe) -> None:
     stamp.write_text(digest)
 
 
-def build_data(recipe: Recipe, cfg: AblationConfig, out: Path) -> tuple[Path, Path]:
+def build_data(recipe: Recipe, cfg: AblationConfig, out: Path, quick: bool = False) -> tuple[Path, Path]:
     """The recipe's dataset and the harder split (all of it `test`), each built by the `data` stage."""
     _build_once(recipe)
+    samples = cfg.quick_hard_samples if quick else cfg.hard_samples
     hard = load_recipe(
         cfg.recipe,
         [
             *cfg.overrides,
             f"data.path={out / 'data-hard'}",
-            f"data.synthetic.num_samples={cfg.hard_samples}",
+            f"data.synthetic.num_samples={samples}",
             "data.splits={train: 0.0, val: 0.0, test: 1.0}",
             *cfg.hard,
         ],
@@ -209,7 +210,7 @@ def run_one_arm(cfg: AblationConfig, arm: str, seed: int, quick: bool = False, l
         raise ValueError(f"arm {arm!r} is not one of {list(cfg.arms)}")
     out = Path(cfg.out_dir) / ("quick" if quick else "full")
     recipe = base_recipe(cfg, quick, out)
-    test, _ = build_data(recipe, cfg, out)
+    test, _ = build_data(recipe, cfg, out, quick)
     sft = warm_start(recipe, None, log)
     overrides = [*cfg.overrides, *(cfg.quick if quick else []), f"data.path={test}"]
     return run_arm(arm_recipe(cfg, overrides, arm, seed, sft, out), arm, seed, None, log)
@@ -227,7 +228,7 @@ def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print) -> 
         dataclasses.replace(recipe.tracking, run_name="ablation"), stage="ablation", params=params
     ) as run:
         began = time.perf_counter()
-        test, hard = build_data(recipe, cfg, out)
+        test, hard = build_data(recipe, cfg, out, quick)
         times["data"] = time.perf_counter() - began
         began = time.perf_counter()
         sft = warm_start(recipe, run.run_id, log)

@@ -30,11 +30,14 @@ class AblationConfig:
     hard_samples: int = 200  # samples of the harder split
     quick: list[str] = field(default_factory=list)  # extra overrides of `--quick` (minutes, not an hour)
     quick_seeds: list[int] = field(default_factory=lambda: [0, 1])  # seeds of `--quick`
+    quick_hard_samples: int = 16  # samples of the harder split under `--quick`
     out_dir: str = "outputs/ablation"  # data, checkpoints, evaluation and results of the runs
     results: str = "docs/results.md"  # the generated results page (figures next to it, in results/)
     bootstrap_samples: int = 2000  # resamples of the paired bootstrap intervals
     confidence: float = 0.95  # level of every interval
     gallery_samples: int = 4  # held-out samples whose heatmaps are shown for every arm
+    chance: float | None = None  # accuracy of guessing on the held-out task (the page compares with it)
+    discussion: str = ""  # why the findings come out as they do here (prose, no numbers: those are generated)
 
     def __post_init__(self) -> None:
         check(bool(self.arms), "arms", self.arms, "needs at least one arm")
@@ -54,7 +57,11 @@ class AblationConfig:
         for name in self.arms:
             check(name.replace("_", "").isalnum(), "arms", name, "arm names are letters, digits and _")
         check(self.hard_samples >= 1, "hard_samples", self.hard_samples, "must be >= 1")
+        check(self.quick_hard_samples >= 1, "quick_hard_samples", self.quick_hard_samples, "must be >= 1")
         check(0 < self.confidence < 1, "confidence", self.confidence, "must be in (0, 1)")
+        check(
+            self.chance is None or 0 <= self.chance <= 1, "chance", self.chance, "must be in [0, 1] or null"
+        )
 
     def label(self, arm: str) -> str:
         return self.labels.get(arm, arm)

@@ -27,10 +27,14 @@ from sayo.atomic import write_bytes, write_text
 from sayo.experiment.ablation import AblationRun
 from sayo.experiment.stats import Estimate, bootstrap, cell_table, paired
 from sayo.tracking import resolve_tracking_uri
+from sayo.train.diagnose import SignalReport
 from sayo.viz import heatmap_grid
 
 SPLITS = (("heldout", "held-out test split"), ("hard", "harder split"))
 METRICS = (("correct", "accuracy"), ("attention_lift", "attention lift"), ("length", "response length"))
+# The paper's reward ablation (Qwen3-VL-8B, average over its benchmarks; as secondary sources
+# summarise it, docs/method.md): base model 59.64.
+PAPER = {"sayo": 64.03, "accuracy_format": 60.92, "attention_format": 63.96, "all_tokens": 60.51}
 CURVES = (("reward/total_mean", "total reward"), ("attention/lift", "attention lift over uniform"))
 
 
@@ -217,35 +221,113 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
     claims = [
         (
             "SAYO's reward moves attention onto the region (lift above the accuracy-only arm)",
+            "the premise (attention maps, not a benchmark number)",
             "sayo",
             delta("sayo", "attention_lift"),
             True,
         ),
         (
             "the attention + format reward alone moves attention too",
+            "the official recipe trains with it alone",
             "attention_format",
             delta("attention_format", "attention_lift"),
             True,
         ),
-        ("SAYO is more accurate than the accuracy-only reward", "sayo", delta("sayo", "correct"), True),
+        (
+            "SAYO is more accurate than the accuracy-only reward",
+            f"{PAPER['sayo']} vs {PAPER['accuracy_format']}",
+            "sayo",
+            delta("sayo", "correct"),
+            True,
+        ),
         (
             "attention-only is about as accurate as SAYO",
+            f"{PAPER['attention_format']} vs {PAPER['sayo']}",
             "attention_format",
             between("attention_format", "sayo", "correct"),
             None,
         ),
         (
             "rewarding all tokens is worse than the top-20 % high-entropy tokens (accuracy)",
+            f"{PAPER['all_tokens']} vs {PAPER['sayo']}",
             "all_tokens",
             between("all_tokens", "sayo", "correct"),
             False,
         ),
     ]
-    rows = ["| paper's finding | this run: paired difference (held-out) | verdict |", "| --- | --- | --- |"]
-    for text, arm, estimate, sign in claims:
+    rows = [
+        "| paper's finding | paper (benchmark average) | this run: paired difference (held-out) | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for text, reported, arm, estimate, sign in claims:
         if arm in arms:
-            rows.append(f"| {text} | {estimate.text() if estimate else '–'} | {_verdict(estimate, sign)} |")
+            rows.append(
+                f"| {text} | {reported} | {estimate.text() if estimate else '–'} | {_verdict(estimate, sign)} |"
+            )
     return rows
+
+
+def reading(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
+    """What the numbers above say, each statement computed from them (what a reader checks first)."""
+    cfg, signal = run.config, run.signal
+    get = {(s.arm, s.split): s for s in summaries}
+    out = []
+    sft = get.get(("sft", "heldout"))
+    if sft is not None and cfg.chance is not None:
+        accuracy = sft.values["correct"]
+        above = accuracy.low > cfg.chance
+        out.append(
+            f"- The SFT warm start answers {accuracy.text('{:.3f}')} on the held-out split; guessing gives "
+            f"{cfg.chance:.3f}: "
+            + (
+                "above chance."
+                if above
+                else "**not above chance** — it does not yet "
+                "solve the task by looking, so no reward has correct answers to reinforce from looking."
+            )
+        )
+    within, between = signal.spread.get("region_attention", (math.nan, math.nan))
+    mean = signal.means.get("region_attention", math.nan)
+    if not math.isnan(within):
+        flat = within < 0.05 * abs(mean) or any(w.startswith("region_attention") for w in signal.warnings)
+        out.append(
+            f"- The region term at the warm start: mean {mean:.4f}, within-group std {within:.4f} "
+            f"({within / abs(mean) if mean else math.nan:.1%} of the mean), between-group std {between:.4f}"
+            + (
+                ": the rollouts of one prompt look at the region almost equally, so GRPO's group-relative "
+                "advantages carry little information about looking, whatever their scaling."
+                if flat
+                else "."
+            )
+        )
+    moved = [
+        cfg.label(s.arm) for s in summaries
+        if s.split == "heldout" and "attention_lift" in s.deltas and s.deltas["attention_lift"].excludes_zero
+        and s.deltas["attention_lift"].mean > 0
+    ]  # fmt: skip
+    out.append(
+        "- Arms whose attention lift is above the baseline's with an interval excluding 0: "
+        + (", ".join(moved) if moved else "**none**")
+        + "."
+    )
+    return out
+
+
+def advantage_table(signal: SignalReport) -> list[str]:
+    """Each weighted reward term's share of the advantages under each scheme (`sayo diagnose`)."""
+    if not signal.advantages:
+        return []
+    names = list(next(iter(signal.advantages.values())))
+    rows = [
+        "Std over the batch of each term's additive part of the advantages (`sayo.loss.advantage_parts`), "
+        "by advantage scheme; `recipe` is the scheme this run trains with:",
+        "",
+        "| scheme | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for scheme, parts in signal.advantages.items():
+        rows.append(f"| {scheme} | " + " | ".join(f"{parts.get(n, 0.0):.3f}" for n in names) + " |")
+    return [*rows, ""]
 
 
 def results_markdown(
@@ -293,10 +375,14 @@ def results_markdown(
             else " No term lacks within-group signal."
         ),
         "",
+        *advantage_table(signal),
     ]
     for split, title in SPLITS:
         lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
     lines += ["## The paper's findings here", "", *findings(summaries, run), ""]
+    lines += ["## Reading this run", "", *reading(summaries, run), ""]
+    if cfg.discussion.strip():
+        lines += ["## Why (the miniature's design and its limits)", "", cfg.discussion.strip(), ""]
     lines += [f"![{name}]({path})" for name, path in rel.items()]
     return "\n".join(lines) + "\n"
 

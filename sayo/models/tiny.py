@@ -252,10 +252,3 @@ def save_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-# Named shapes: `default` is the CPU recipe above; the others are the miniature's candidates
-# (MINIATURE.md), saved with `save_tiny(path, TINY_PRESETS[name])` and loaded from that path.
-TINY_PRESETS: dict[str, TinySpec] = {
-    "default": TinySpec(),
-}

@@ -1,18 +1,19 @@
 """The `search` task: objects of distinct colours, "What shape is red?", with a search path.
 
-Why this task (MINIATURE.md): the miniature needs a question that is answered *only* by looking at
-one small region, whose cue is the cheapest thing for a tiny model to bind (a colour named in the
-question), and whose reasoning can differ between rollouts in *where* it looks. Every object has
-its own colour, so the colour names exactly one object; its kind (square, circle, triangle) is the
-answer and is independent of the colour, so it cannot be guessed from the text.
+Why this task (the `miniature` recipe, docs/results.md): the miniature needs a question that is
+answered *only* by looking at one small region, whose cue is the cheapest thing for a tiny model to
+bind (a colour named in the question), and whose reasoning can differ between rollouts in *where*
+it looks. Every object has its own colour, so the colour names exactly one object; its kind
+(square, circle, triangle) or, with `search_question: below`, a striped tile's second colour is
+the answer, independent of the named colour, so it cannot be guessed from the text.
 
-The region's label is a *search path*: a few distractors, then the target, each named by its
-colour and the attribute read off it, e.g. "blue circle, green square, red triangle". The SFT
-template (`sayo.train.sft.sft_target`) uses it as the reasoning: every attribute in it is read off
-the picture at the token that names it (the query there is the colour just written, a one-hop
-lookup), the answer is the last one read, and rollouts that visit different distractors look at
-different places. How many distractors the path visits is drawn uniformly from 0..`search_path`
-(capped by the number of distractors). Measured alternatives are in MINIATURE.md.
+The region's label is a *search path*: a few distractors, each named by its colour and the
+attribute read off it ("blue circle, green square"), and with `search_path_target` the target last
+("…, red triangle"). The SFT template (`sayo.train.sft.sft_target`) uses it as the reasoning: every
+attribute in it is read off the picture at the token that names it (a one-hop lookup from the
+colour just written), and rollouts that visit different distractors look at different places. How
+many distractors the path visits is drawn uniformly from 0..`search_path` (capped by the number of
+distractors).
 """
 
 from __future__ import annotations
