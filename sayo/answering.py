@@ -22,13 +22,13 @@ from torch import Tensor
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl
-from sayo.prompts import build_prompt_batch, prompt_region_mask
+from sayo.prompts import build_prompt_batch
 from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import accuracy_reward, extract_answer, format_reward
 from sayo.rewards.attention import attention_on_region
 from sayo.rewards.config import AttentionConfig
 from sayo.sampling import decode_completions, generate_completions, stop_and_suppress
-from sayo.scoring import attention_map, completion_logits, score_rollouts
+from sayo.scoring import attention_map, completion_logits, score_on_regions
 from sayo.vision import blank_patches
 
 
@@ -124,17 +124,10 @@ def _attention(
     """Fill `answers.region_attention` and `answers.heatmaps` from one captured scoring forward."""
     image_token_id = model.config.image_token_id
     merge = batch_merge_size(prompts["input_ids"], image_token_id, prompts["image_grid_thw"])
-    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id, options.n, merge)
-    scores = score_rollouts(
-        model,
-        prompts,
-        ids,
-        mask,
-        image_token_id=image_token_id,
-        capture=capture,
-        region_mask=region_mask.to(ids.device),
-        query=options.attention.query,
-    )
+    scores = score_on_regions(
+        model, prompts, ids, mask, samples, images, capture,
+        query=options.attention.query, repeat=options.n, merge_size=merge,
+    )  # fmt: skip
     assert scores.region is not None
     sensitivity = None
     if options.attention.select != "entropy":  # the image blanked: how much each token depends on it

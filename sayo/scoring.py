@@ -15,16 +15,19 @@ for token t, since its attention produced p_t. [ours]
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.data.schema import Sample
 from sayo.logprobs import token_entropy, token_logprobs, upcast
 from sayo.packing import PackedGroups
+from sayo.prompts import prompt_region_mask
 from sayo.rewards.attention import RegionMasses, region_masses
 
 QUERIES = ("predicting", "own")
@@ -143,6 +146,37 @@ def score_rollouts(
             temperature,
             query,
         )
+
+
+def score_on_regions(
+    model: nn.Module,
+    prompt_inputs: Any,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    capture: AttentionCapture,
+    *,
+    query: str,
+    repeat: int = 1,
+    merge_size: int | None = None,
+    keep_graph: bool = False,
+) -> RolloutScores:
+    """`score_rollouts` with attention on the samples' regions (each sample `repeat` rows in a row):
+    the one way SFT's attention term and evaluation measure it, from the prompts' own image grid."""
+    image_token_id: int = model.config.image_token_id  # type: ignore[union-attr,assignment]
+    _, region_mask = prompt_region_mask(prompt_inputs, samples, images, image_token_id, repeat, merge_size)
+    return score_rollouts(
+        model,
+        prompt_inputs,
+        completion_ids,
+        completion_mask,
+        image_token_id=image_token_id,
+        capture=capture,
+        region_mask=region_mask.to(completion_ids.device),
+        keep_graph=keep_graph,
+        query=query,
+    )
 
 
 def _score(

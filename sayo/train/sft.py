@@ -24,11 +24,11 @@ from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
 from sayo.logprobs import token_logprobs
-from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer, prompt_region_mask
+from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
 from sayo.runtime import check_finite, seed_everything
 from sayo.sampling import encode_completions
-from sayo.scoring import completion_logits, score_rollouts
+from sayo.scoring import completion_logits, score_on_regions
 from sayo.tracking import StageRun
 from sayo.train import distributed
 from sayo.train.checkpoint import save_final
@@ -114,30 +114,30 @@ def answer_attention_share(
     image attention for the R rows that have a region and an answer.
 
     Attention is measured as `rewards.attention` defines it everywhere else (layers, heads, query),
-    in the same forward as the log-probs (`sayo.scoring.score_rollouts` with a differentiable
+    in the same forward as the log-probs (`sayo.scoring.score_on_regions` with a differentiable
     capture).
     """
     attention = cfg.rewards.attention
-    image_token_id: int = model.config.image_token_id  # type: ignore[union-attr,assignment]
-    _, region_mask = prompt_region_mask(prompts, samples, images, image_token_id)  # [B, P]
     capture = AttentionCapture(model, attention.layers, attention.heads, differentiable=True)
-    scores = score_rollouts(
+    scores = score_on_regions(
         model,
         prompts,
         ids,
         mask,
-        image_token_id=image_token_id,
-        capture=capture,
-        region_mask=region_mask.to(ids.device),
-        keep_graph=torch.is_grad_enabled(),  # not under eval_loss's no_grad
+        samples,
+        images,
+        capture,
         query=attention.query,
+        keep_graph=torch.is_grad_enabled(),  # not under eval_loss's no_grad
     )
+    if scores.region is None or scores.region_share is None:
+        return scores.logps, None
     starts = answer_starts(processor.tokenizer, targets)
     rows = [
         i for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
-        if start is not None and sample.regions and bool(region_mask[i].any())
+        if start is not None and sample.regions and bool(scores.region.n_region[i] > 0)
     ]  # fmt: skip
-    if not rows or scores.region_share is None:
+    if not rows:
         return scores.logps, None
     at = torch.tensor([starts[i] for i in rows], device=ids.device)  # [R]
     share = scores.region_share[torch.tensor(rows, device=ids.device), at]  # [R]
