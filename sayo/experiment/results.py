@@ -300,6 +300,18 @@ def reading(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
                 else "."
             )
         )
+    arms = [s for s in summaries if s.split == "heldout" and s.arm != "sft"]
+    if sft is not None and arms:
+        start = sft.values["attention_lift"].mean
+        lifted = [s for s in arms if s.values["attention_lift"].low > start]
+        lengths = [s.values["length"].mean for s in arms]
+        out.append(
+            f"- GRPO arms whose attention lift is above the warm start's ({start:+.4f}, interval excluding it): "
+            f"{len(lifted)} of {len(arms)}, the baseline among them: "
+            f"{'yes' if any(s.arm == cfg.baseline for s in lifted) else 'no'}. Mean response length after GRPO: "
+            f"{min(lengths):.1f}–{max(lengths):.1f} tokens (warm start {sft.values['length'].mean:.1f}); "
+            "movement the baseline shares is not the attention reward's doing — the Δ columns isolate it."
+        )
     moved = [
         cfg.label(s.arm) for s in summaries
         if s.split == "heldout" and "attention_lift" in s.deltas and s.deltas["attention_lift"].excludes_zero
@@ -346,7 +358,7 @@ def results_markdown(
         f"({platform.machine()}, {os.cpu_count()} CPUs); every number below comes from that run.",
         f"Base recipe `{cfg.recipe}`; one SFT warm start; GRPO arms × seeds {run.seeds}; evaluated greedily on "
         f"{n_held} held-out and {n_hard} harder samples (same samples for every arm). Wall time: "
-        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in run.seconds.items())
+        + ", ".join(f"{k} {v / 60:.1f} min" if v >= 1 else f"{k} reused" for k, v in run.seconds.items())
         + ".",
         "",
         "Attention lift = the share of the selected answer tokens' visual attention that falls on the region "
