@@ -42,9 +42,9 @@ def sft_target(sample: Sample, reasoning: bool) -> str:
 
     A synthetic `search` sample's region label is its search path ("blue circle, green square":
     distractors visited before answering, each attribute read off the picture where it is
-    written; possibly empty): it is the reasoning as is, and the answer is read off the target in
-    the answer tag, so no answer is copied from text (docs/results.md, "The miniature"). Other
-    samples: "I look at the <label>.".
+    written; possibly empty; with `search_path_target` the target last): it is the reasoning as
+    is, so every attribute written is read off the picture where it is written, never copied
+    from the question (the `miniature` recipe). Other samples: "I look at the <label>.".
     """
     label = sample.regions[0].label if sample.regions else ""
     if sample.category == "search":
