@@ -87,26 +87,28 @@ def advantage_parts(
 ) -> dict[str, Tensor]:
     """Each weighted reward component's additive part of the advantages, name → [B].
 
-    The parts sum to the advantages the trainer uses: `combined_advantages` with `per_component`,
-    else `group_advantages` of Σ w_i r_i (each part is w_i·(r_i − its group mean) over the total's
-    denominator). Their spreads show which term drives the update, e.g. whether near-constant
-    attention noise is blown up to unit-size advantages (`sayo diagnose`).
+    The parts sum to the advantages the trainer uses: `combined_advantages` with `per_component`
+    (each part w_i·A(r_i)), else `group_advantages` of Σ w_i r_i (each part w_i·(r_i − its group
+    mean) over the total's denominator). Components without a weight, or weight 0, have no part.
+    Their spreads show which term drives the update, e.g. whether near-constant attention noise is
+    blown up to unit-size advantages (`sayo diagnose`).
     """
+    weighted = {name: float(weights[name]) for name in components if weights.get(name)}
     if per_component:
         return {
-            name: float(weights.get(name, 0.0)) * group_advantages(values, group_size, scale, std_floor)
-            for name, values in components.items()
+            name: w * group_advantages(components[name], group_size, scale, std_floor)
+            for name, w in weighted.items()
         }
-    weighted = {name: float(weights.get(name, 0.0)) * values.float() for name, values in components.items()}
-    total = torch.stack(list(weighted.values())).sum(0)  # [B]
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; expected one of {ADVANTAGE_SCALES}")
+    centred = {
+        name: w * group_advantages(components[name], group_size, "none") for name, w in weighted.items()
+    }
+    if not centred:
+        return {}
+    total = torch.stack([w * components[name].float() for name, w in weighted.items()]).sum(0)  # [B]
     denominator = _denominator(total, group_size, scale, std_floor)
-    parts = {}
-    for name, values in weighted.items():
-        grouped = values.view(-1, group_size)  # [B/G, G]
-        parts[name] = ((grouped - grouped.mean(dim=1, keepdim=True)) / denominator).reshape(-1)  # [B]
-    return parts
+    return {name: (part.view(-1, group_size) / denominator).reshape(-1) for name, part in centred.items()}
 
 
 def combined_advantages(
@@ -134,10 +136,10 @@ def combined_advantages(
         raise ValueError("combined_advantages needs at least one reward component")
     first = next(iter(components.values()))
     total = torch.zeros(first.shape[0], dtype=torch.float32, device=first.device)  # [B]
-    for name, values in components.items():
-        weight = float(weights.get(name, 0.0))
-        if weight:
-            total = total + weight * group_advantages(values, group_size, scale, std_floor)  # [B]
+    for part in advantage_parts(
+        components, weights, group_size, scale, std_floor, per_component=True
+    ).values():
+        total = total + part  # [B]
     return total
 
 

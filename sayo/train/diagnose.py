@@ -149,7 +149,7 @@ def advantage_spreads(
     out = {}
     for name, (per_component, scale, floor) in schemes.items():
         parts = advantage_parts(components, weights, group_size, scale, floor, per_component)
-        out[name] = {part: float(values.std()) for part, values in parts.items() if weights.get(part)}
+        out[name] = {part: float(values.std()) for part, values in parts.items()}
     return out
 
 

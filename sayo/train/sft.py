@@ -90,9 +90,11 @@ def sft_loss(
         raise ValueError(f"samples {too_long} exceed sft.max_length={cfg.sft.max_length} tokens; raise it")
     n_tokens = int(mask.sum())
     if cfg.sft.attention_loss <= 0:
-        logps = token_logprobs(completion_logits(model, prompts, ids, mask), ids)  # [B, T]
-        return -(logps * mask).sum() / max(n_tokens, 1), n_tokens
-    logps, share = answer_attention_share(model, processor, prompts, ids, mask, samples, images, targets, cfg)
+        logps, share = token_logprobs(completion_logits(model, prompts, ids, mask), ids), None  # [B, T]
+    else:
+        logps, share = answer_attention_share(
+            model, processor, prompts, ids, mask, samples, images, targets, cfg
+        )
     loss = -(logps * mask).sum() / max(n_tokens, 1)
     if share is not None:
         loss = loss + cfg.sft.attention_loss * -torch.log(share.clamp(min=1e-6)).mean()
