@@ -83,6 +83,7 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
     assert "## The paper's findings here" in text and "verdict" in text
     assert "## Reading this run" in text and "The region term at the warm start" in text
     assert "| scheme |" in text  # each term's share of the advantages under each scheme
+    assert "Does the warm start answer by looking?" in text and "linear probe" in text  # the reading check
 
 
 def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:

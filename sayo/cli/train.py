@@ -63,9 +63,13 @@ def register_diagnose(app: typer.Typer) -> None:
         group_size: Annotated[
             int | None, typer.Option(min=2, help="rollouts per prompt (default grpo.group_size)")
         ] = None,
+        reading_samples: Annotated[
+            int, typer.Option(min=0, help="training samples of the reading check (0: skip it)")
+        ] = 256,
     ) -> None:
-        """Signal check: each reward term's within- vs between-group spread, attention lift; warns on no signal."""
+        """Signal check: each reward term's within- vs between-group spread, attention lift, whether
+        the policy answers by looking; warns on no signal and names the failing link."""
         recipe = recipe_from(config, overrides)
-        report = run_diagnose(recipe, checkpoint or grpo_start(recipe), prompts, group_size)
+        report = run_diagnose(recipe, checkpoint or grpo_start(recipe), prompts, group_size, reading_samples)
         for line in report_lines(report):
             typer.echo(line)

@@ -388,6 +388,7 @@ def results_markdown(
         ),
         "",
         *advantage_table(signal),
+        *reading_lines(signal),
     ]
     for split, title in SPLITS:
         lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
@@ -397,6 +398,19 @@ def results_markdown(
         lines += ["## Why (the miniature's design and its limits)", "", cfg.discussion.strip(), ""]
     lines += [f"![{name}]({path})" for name, path in rel.items()]
     return "\n".join(lines) + "\n"
+
+
+def reading_lines(signal: SignalReport) -> list[str]:
+    """Whether the warm start answers by looking, and which link fails (`sayo.train.reading`)."""
+    if signal.reading is None:
+        return []
+    read = signal.reading
+    verdict = "no (see the warning above)" if read.warning() else "yes"
+    return [
+        "Does the warm start answer by looking? (`sayo diagnose`, training samples, the answer "
+        f"teacher-forced after the SFT reasoning): {verdict}. {read.line()[0].upper()}{read.line()[1:]}.",
+        "",
+    ]
 
 
 def write_results(run: AblationRun, page: Path) -> Path:

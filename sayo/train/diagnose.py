@@ -8,7 +8,8 @@ rollouts for a set of prompts from a checkpoint, exactly as a GRPO step would (s
 scoring forward and rewards, `sayo.train.grpo_step`), and reports for every reward component the
 mean within-group std next to the std of the group means, plus where the answers look (the
 attention share and its lift over uniform). It warns when the region term has no within-group
-signal, before a run is spent on it.
+signal, before a run is spent on it, and (`sayo.train.reading`) when the policy does not answer by
+looking, naming the link that fails.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sayo.models import load_policy
 from sayo.runtime import resolve_device, seed_everything
 from sayo.train.config import TrainRecipe
 from sayo.train.grpo_step import compute_rewards, group_spread, make_chunks, sample, score
+from sayo.train.reading import ReadingReport, reading_check
 
 NO_SIGNAL = 1e-3  # within-group std of a reward term below this is noise, whatever its scale
 
@@ -53,6 +55,7 @@ class SignalReport:
     warnings: list[str] = field(default_factory=list)
     # scheme -> component -> std over the batch of its additive part of the advantages
     advantages: dict[str, dict[str, float]] = field(default_factory=dict)
+    reading: ReadingReport | None = None  # does the policy answer by looking (`sayo.train.reading`)
 
     def as_dict(self) -> dict[str, Any]:
         """Flat numbers for MLflow and JSON (`signal/<component>_within` ...)."""
@@ -66,6 +69,8 @@ class SignalReport:
         for scheme, parts in self.advantages.items():
             for name, std in parts.items():
                 out[f"signal/advantage/{scheme}/{name}"] = std
+        if self.reading is not None:
+            out.update({f"signal/{k}": v for k, v in self.reading.as_dict().items()})
         return out
 
 
@@ -89,10 +94,15 @@ def signal_warnings(spread: dict[str, tuple[float, float]], weights: dict[str, f
 
 @torch.no_grad()
 def diagnose(
-    recipe: TrainRecipe, checkpoint: str, prompts: int = 32, group_size: int | None = None
+    recipe: TrainRecipe,
+    checkpoint: str,
+    prompts: int = 32,
+    group_size: int | None = None,
+    reading_samples: int = 256,
 ) -> SignalReport:
     """Sample `group_size` (default `grpo.group_size`) rollouts for `prompts` prompts of the training
-    split from `checkpoint` and measure each reward term's within- and between-group spread."""
+    split from `checkpoint` and measure each reward term's within- and between-group spread; check
+    on `reading_samples` training samples (0: skip) whether the policy answers by looking."""
     grpo, attention = recipe.grpo, recipe.rewards.attention
     size = group_size or grpo.group_size
     seed_everything(recipe.seed)
@@ -126,6 +136,13 @@ def diagnose(
     measured = [c.attention for c in scored if c.attention is not None]
     share = float(torch.cat([m.share for m in measured]).float().mean()) if measured else float("nan")
     lift = float(torch.cat([m.lift for m in measured]).float().mean()) if measured else float("nan")
+    reading = None
+    if reading_samples > 0:
+        read = data.batch(list(range(min(reading_samples, len(data)))))
+        reading = reading_check(model, processor, recipe, *read, batch_size=grpo.micro_batch_size)
+    warnings = signal_warnings(spread, recipe.rewards.weights)
+    if reading is not None and reading.warning() is not None:
+        warnings.append(str(reading.warning()))
     return SignalReport(
         checkpoint=checkpoint,
         groups=len(picks),
@@ -134,8 +151,9 @@ def diagnose(
         means={name: float(values.float().mean()) for name, values in parts.items()},
         attention_share=share,
         attention_lift=lift,
-        warnings=signal_warnings(spread, recipe.rewards.weights),
+        warnings=warnings,
         advantages=advantage_spreads(rewards.components, recipe.rewards.weights, size, recipe.grpo),
+        reading=reading,
     )
 
 
@@ -170,5 +188,7 @@ def report_lines(report: SignalReport) -> Sequence[str]:
         lines.append(f"  {'scheme':<30} " + " ".join(f"{n:>17}" for n in names))
         for scheme, parts in report.advantages.items():
             lines.append(f"  {scheme:<30} " + " ".join(f"{parts.get(n, 0.0):>17.4f}" for n in names))
+    if report.reading is not None:
+        lines.append(f"does it read? {report.reading.line()}")
     lines += [f"warning: {w}" for w in report.warnings]
     return lines
