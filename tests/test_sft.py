@@ -9,7 +9,7 @@ import torch
 from conftest import build_tiny_dataset, tiny_policy, train_recipe
 
 from sayo.data.dataset import GroundedDataset
-from sayo.train.sft import answer_attention_share, answer_starts, sft_loss, sft_target
+from sayo.train.sft import answer_attention_share, answer_starts, read_positions, sft_loss, sft_target
 
 SEARCH = [
     "data.synthetic.tasks={search: 1.0}",
@@ -40,6 +40,56 @@ def test_answer_starts_point_at_the_first_answer_token(target: str, first: str) 
     assert tokenizer.decode(ids[start - 1 : start]) == "<answer>"
     assert first.startswith(tokenizer.decode(ids[start : start + 1]))
     assert answer_starts(tokenizer, ["no template"]) == [None]
+
+
+@pytest.mark.parametrize(
+    ("target", "answer", "before"),
+    [
+        # a search path that ends at the target: the last " purple" (a distractor's comes first)
+        ("<think> cyan purple, brown purple.</think><answer> purple</answer>", "purple", " brown"),
+        ("<think> green red.</think><answer> brown</answer>", "brown", "<answer>"),  # not stated before
+        ("<think>I look at the red circle.</think><answer>circle</answer>", "circle", " red"),
+        ("<think>I look at the bar C.</think><answer>7</answer>", "7", "<answer>"),
+    ],
+)
+def test_read_positions_point_where_the_answer_is_first_stated(target: str, answer: str, before: str) -> None:
+    _, processor = tiny_policy()
+    tokenizer = processor.tokenizer
+    (at,) = read_positions(tokenizer, [target], [answer])
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    assert at is not None
+    assert tokenizer.decode(ids[at - 1 : at]) == before
+    assert answer.startswith(tokenizer.decode(ids[at : at + 1]).strip())
+    assert read_positions(tokenizer, ["no template"], ["x"]) == [None]
+
+
+@pytest.mark.parametrize("query", ["predicting", "own"])
+def test_attention_term_reads_the_step_that_predicts_the_stated_answer(
+    tmp_path, search_dataset, query
+) -> None:
+    from sayo.attention import AttentionCapture
+    from sayo.prompts import build_prompt_batch
+    from sayo.sampling import encode_completions
+    from sayo.scoring import score_on_regions
+
+    model, processor = tiny_policy()
+    samples, images = GroundedDataset.load(search_dataset, "train").batch(list(range(4)))
+    recipe = train_recipe(
+        tmp_path, search_dataset, *SEARCH, "sft.attention_loss=1", f"rewards.attention.query={query}"
+    )
+    prompts = build_prompt_batch(processor, samples, images)
+    targets = [sft_target(s, True) for s in samples]
+    ids, mask = encode_completions(processor.tokenizer, targets)
+    with torch.no_grad():
+        _, share = answer_attention_share(
+            model, processor, prompts, ids, mask, samples, images, targets, recipe
+        )
+        capture = AttentionCapture(model, "last_half", "mean")
+        predicting = score_on_regions(model, prompts, ids, mask, samples, images, capture, query="predicting")
+    at = read_positions(processor.tokenizer, targets, [s.answer for s in samples])
+    assert predicting.region_share is not None and share is not None
+    want = torch.stack([predicting.region_share[i, a] for i, a in enumerate(at)])  # the same query either way
+    torch.testing.assert_close(share, want, rtol=1e-5, atol=1e-7)
 
 
 def test_search_target_reads_the_answer_in_the_answer_tag(search_dataset: Path) -> None:

@@ -5,13 +5,14 @@ gives GRPO no correct answers to reinforce from where it looked (docs/results.md
 run"). When it does not read, there are three places the chain can break, each measured here on
 the same samples, each from one forward pass:
 
-1. *the answer*: teacher-forced accuracy of the first answer token, given the prompt and the SFT
-   reasoning up to `<answer>` (so a broken template does not count against it), next to the
-   accuracy of always guessing the most common answer;
+1. *the answer*: teacher-forced accuracy where the SFT response first has to state the answer
+   (`sayo.train.sft.read_positions`: in the reasoning when a search path ends at the target, else
+   after `<answer>`), given the prompt and the response before it (so a broken template does not
+   count against it), next to the accuracy of always guessing the most common answer;
 2. *the picture*: whether the region's visual tokens, as the language model receives them, carry
    the answer at all: the held-out accuracy of a linear probe (multinomial logistic regression)
    from their mean to the answer;
-3. *where the answer step looks*: attention of the position that predicts the answer on the
+3. *where the answer step looks*: attention of the position that predicts that token on the
    region, as a share of its image attention (uniform: the region's fraction of image tokens) and
    of all its attention, over `rewards.attention`'s layers and heads.
 
@@ -37,7 +38,7 @@ from sayo.prompts import build_prompt_batch, prompt_region_mask
 from sayo.sampling import encode_completions
 from sayo.scoring import completion_logits, score_on_regions
 from sayo.train.config import TrainRecipe
-from sayo.train.sft import answer_starts, sft_target
+from sayo.train.sft import read_positions, sft_target
 
 READS = 0.05  # teacher-forced accuracy this far above guessing counts as reading
 
@@ -47,7 +48,7 @@ class ReadingReport:
     """What `reading_check` measured on `samples` samples (fractions in [0, 1])."""
 
     samples: int
-    accuracy: float  # teacher-forced accuracy of the first answer token
+    accuracy: float  # teacher-forced accuracy of the answer's first token where it is first stated
     guess: float  # accuracy of always answering the most common answer of these samples
     probe: float  # held-out accuracy of the linear probe region features -> answer
     probe_guess: float  # the most common answer's share of the probe's held-out part
@@ -150,7 +151,7 @@ def reading_check(
         targets = [sft_target(s, recipe.sft.reasoning) for s in batch_samples]
         ids, mask = encode_completions(tokenizer, targets)
         ids, mask = ids.to(model.device), mask.to(model.device)
-        starts = answer_starts(tokenizer, targets)
+        starts = read_positions(tokenizer, targets, [s.answer for s in batch_samples])
         rows = torch.tensor([i for i, at in enumerate(starts) if at is not None])
         at = torch.tensor([at for at in starts if at is not None])
         logits = completion_logits(model, prompts, ids, mask)  # [B, T, V]

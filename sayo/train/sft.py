@@ -11,6 +11,7 @@ only the response positions' logits are materialised.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,37 @@ def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
     return starts
 
 
+def read_positions(tokenizer: Any, targets: list[str], answers: list[str]) -> list[int | None]:
+    """Index of the token where each target first has to read its answer off the picture: the first
+    token of the answer's last whole-word occurrence in the reasoning (a search path that ends at
+    the target states it there), else the first answer token (`answer_starts`); None if neither.
+
+    The step that predicts this token is where looking at the region pays: SFT's attention term
+    supervises its attention and the reading check (`sayo.train.reading`) measures it.
+    """
+    starts = answer_starts(tokenizer, targets)
+    positions: list[int | None] = []
+    for text, answer, start in zip(targets, answers, starts, strict=True):
+        tag = text.find("<answer>")
+        said = [
+            m.start() for m in re.finditer(rf"(?<!\w){re.escape(answer.strip())}(?!\w)", text[: max(tag, 0)])
+        ]
+        if not said or not answer.strip():
+            positions.append(start)
+            continue
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        positions.append(next((i for i, (_, end) in enumerate(offsets) if end > said[-1]), start))
+    return positions
+
+
 def sft_loss(
     model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainRecipe, device: str
 ) -> tuple[torch.Tensor, int]:
     """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens).
 
     With `sft.attention_loss` = w > 0 the loss adds w · mean over rows of −log(region share of the
-    first answer token's image attention) (`answer_attention_share`): SFT then also teaches where
-    to look, an option of ours that the paper does not use (docs/method.md, "SFT warm-up").
+    image attention of the step that reads the answer, `read_positions`) (`answer_attention_share`):
+    SFT then also teaches where to look, an option of ours that the paper does not use (docs/method.md, "SFT warm-up").
     """
     prompts = build_prompt_batch(processor, samples, images).to(device)
     targets = [sft_target(s, cfg.sft.reasoning) for s in samples]
@@ -112,8 +136,9 @@ def answer_attention_share(
     targets: list[str],
     cfg: TrainRecipe,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [B, T] and, on the autograd graph, the region share [R] of the first answer token's
-    image attention for the R rows that have a region and an answer.
+    """Log-probs [B, T] and, on the autograd graph, the region share [R] of the image attention of
+    the step that reads the answer (`read_positions`: the query that predicts that token) for the
+    R rows that have a region and an answer.
 
     Attention is measured as `rewards.attention` defines it everywhere else (layers, heads, query),
     in the same forward as the log-probs (`sayo.scoring.score_on_regions` with a differentiable
@@ -134,14 +159,15 @@ def answer_attention_share(
     )
     if scores.region is None or scores.region_share is None:
         return scores.logps, None
-    starts = answer_starts(processor.tokenizer, targets)
+    starts = read_positions(processor.tokenizer, targets, [s.answer for s in samples])
+    shift = 1 if attention.query == "own" else 0  # `own`: the token before is the one that predicts it
     rows = [
         i for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
-        if start is not None and sample.regions and bool(scores.region.n_region[i] > 0)
+        if start is not None and start >= shift and sample.regions and bool(scores.region.n_region[i] > 0)
     ]  # fmt: skip
     if not rows:
         return scores.logps, None
-    at = torch.tensor([starts[i] for i in rows], device=ids.device)  # [R]
+    at = torch.tensor([starts[i] - shift for i in rows], device=ids.device)  # [R]
     share = scores.region_share[torch.tensor(rows, device=ids.device), at]  # [R]
     return scores.logps, share
 
