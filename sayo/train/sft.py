@@ -161,13 +161,14 @@ def answer_attention_share(
         return scores.logps, None
     starts = read_positions(processor.tokenizer, targets, [s.answer for s in samples])
     shift = 1 if attention.query == "own" else 0  # `own`: the token before is the one that predicts it
-    rows = [
-        i for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
+    picked = [
+        (i, start - shift) for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
         if start is not None and start >= shift and sample.regions and bool(scores.region.n_region[i] > 0)
     ]  # fmt: skip
-    if not rows:
+    if not picked:
         return scores.logps, None
-    at = torch.tensor([starts[i] - shift for i in rows], device=ids.device)  # [R]
+    rows = [i for i, _ in picked]
+    at = torch.tensor([position for _, position in picked], device=ids.device)  # [R]
     share = scores.region_share[torch.tensor(rows, device=ids.device), at]  # [R]
     return scores.logps, share
 
