@@ -406,9 +406,10 @@ def reading_lines(signal: SignalReport) -> list[str]:
         return []
     read = signal.reading
     verdict = "no (see the warning above)" if read.warning() else "yes"
+    line = read.line()
     return [
         "Does the warm start answer by looking? (`sayo diagnose`, training samples, the answer "
-        f"teacher-forced after the SFT reasoning): {verdict}. {read.line()[0].upper()}{read.line()[1:]}.",
+        f"teacher-forced after the SFT reasoning): {verdict}. {line[0].upper()}{line[1:]}.",
         "",
     ]
 

@@ -52,9 +52,7 @@ class SFTConfig:
     max_length: int = 512  # prompt + response tokens; longer samples are an error, not silently cut
     length_grouping: int = 16  # batches per window sorted by length (less padding); 0 = plain shuffle
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
-    attention_loss: float = (
-        0.0  # w: + w·(−log region share of the attention of the step that reads the answer) [ours]
-    )
+    attention_loss: float = 0.0  # w: + w·(−log region share of the answer-reading step's attention) [ours]
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64  # samples of the eval split in each eval-loss pass
     log_every: int = 10  # steps between MLflow metric logs

@@ -39,6 +39,7 @@ from sayo.sampling import encode_completions
 from sayo.scoring import completion_logits, score_on_regions
 from sayo.train.config import TrainRecipe
 from sayo.train.sft import read_positions, sft_target
+from sayo.vision import SharedImages
 
 READS = 0.05  # teacher-forced accuracy this far above guessing counts as reading
 
@@ -163,12 +164,13 @@ def reading_check(
         shares.append(scores.region_share[rows, at].double().cpu())
         masses.append(scores.region.region[rows, at].double().cpu())
         fractions.append(scores.region.fraction[rows].double().cpu())
-        out = model(**prompts, output_hidden_states=True, use_cache=False, logits_to_keep=1)
-        _, region = prompt_region_mask(prompts, batch_samples, batch_images, image_token_id)
-        embedded = out.hidden_states[0]  # [B, P, D]: what the language model receives
-        for i in range(len(part)):
-            keys = region[i].to(embedded.device)
-            features.append(embedded[i, keys].mean(0).double().cpu() if keys.any() else None)
+        # what the language model receives at the image tokens: the vision tower's output alone
+        encoded = SharedImages.select(prompts, range(len(part))).encode(model)
+        image, region = prompt_region_mask(prompts, batch_samples, batch_images, image_token_id)
+        for i, tokens in enumerate(encoded):
+            main = tokens[0] if tokens.dim() == 3 else tokens  # [tokens_i, D] (Qwen3-VL: before DeepStack)
+            keys = region[i][image[i]].to(main.device)  # the region among this image's tokens
+            features.append(main[keys].mean(0).double().cpu() if keys.any() else None)
         answers += [s.answer for s in batch_samples]
     labelled = [(f, a) for f, a in zip(features, answers, strict=True) if f is not None]
     probe, probe_guess = probe_accuracy(torch.stack([f for f, _ in labelled]), [a for _, a in labelled])

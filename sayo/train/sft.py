@@ -61,15 +61,20 @@ def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
     (the tiny tokenizer) or several (a real Qwen tokenizer).
     """
     starts: list[int | None] = []
-    for text in targets:
+    for text, offsets in zip(targets, _offsets(tokenizer, targets), strict=True):
         tag = text.find("<answer>")
-        if tag < 0:
-            starts.append(None)
-            continue
-        begin = tag + len("<answer>")
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        starts.append(next((i for i, (_, end) in enumerate(offsets) if end > begin), None))
+        starts.append(None if tag < 0 else _token_at(offsets, tag + len("<answer>")))
     return starts
+
+
+def _offsets(tokenizer: Any, texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Each text's token character spans, one tokenizer call for all."""
+    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+
+def _token_at(offsets: list[tuple[int, int]], char: int) -> int | None:
+    """Index of the first token that ends after character `char` (the token holding it), None if none."""
+    return next((i for i, (_, end) in enumerate(offsets) if end > char), None)
 
 
 def read_positions(tokenizer: Any, targets: list[str], answers: list[str]) -> list[int | None]:
@@ -80,18 +85,18 @@ def read_positions(tokenizer: Any, targets: list[str], answers: list[str]) -> li
     The step that predicts this token is where looking at the region pays: SFT's attention term
     supervises its attention and the reading check (`sayo.train.reading`) measures it.
     """
-    starts = answer_starts(tokenizer, targets)
     positions: list[int | None] = []
-    for text, answer, start in zip(targets, answers, starts, strict=True):
-        tag = text.find("<answer>")
-        said = [
-            m.start() for m in re.finditer(rf"(?<!\w){re.escape(answer.strip())}(?!\w)", text[: max(tag, 0)])
-        ]
-        if not said or not answer.strip():
-            positions.append(start)
-            continue
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        positions.append(next((i for i, (_, end) in enumerate(offsets) if end > said[-1]), start))
+    for text, answer, offsets in zip(targets, answers, _offsets(tokenizer, targets), strict=True):
+        tag, word = text.find("<answer>"), answer.strip()
+        said = (
+            [m.start() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text[: max(tag, 0)])]
+            if word
+            else []
+        )
+        if said:
+            positions.append(_token_at(offsets, said[-1]))
+        else:
+            positions.append(None if tag < 0 else _token_at(offsets, tag + len("<answer>")))
     return positions
 
 
@@ -102,7 +107,8 @@ def sft_loss(
 
     With `sft.attention_loss` = w > 0 the loss adds w · mean over rows of −log(region share of the
     image attention of the step that reads the answer, `read_positions`) (`answer_attention_share`):
-    SFT then also teaches where to look, an option of ours that the paper does not use (docs/method.md, "SFT warm-up").
+    SFT then also teaches where to look, an option of ours that the paper does not use
+    (docs/method.md, "SFT warm-up").
     """
     prompts = build_prompt_batch(processor, samples, images).to(device)
     targets = [sft_target(s, cfg.sft.reasoning) for s in samples]
