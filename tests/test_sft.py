@@ -103,6 +103,58 @@ def test_search_target_reads_the_answer_in_the_answer_tag(search_dataset: Path) 
         assert f"{colour} {sample.answer}" not in thought
 
 
+@pytest.mark.parametrize(
+    ("label", "direct"),
+    [
+        ("green red, cyan purple", "<think> cyan purple.</think><answer> purple</answer>"),  # detour dropped
+        ("cyan purple", "<think> cyan purple.</think><answer> purple</answer>"),  # already direct
+        ("green red", "<think></think><answer> purple</answer>"),  # path without the target
+        ("green purple", "<think></think><answer> purple</answer>"),  # even ending with the answer
+    ],
+)
+def test_direct_targets_drop_the_detours(search_dataset: Path, label: str, direct: str) -> None:
+    sample = GroundedDataset.load(search_dataset, "train").samples[0]
+    sample = sample.model_copy(update={
+        "answer": "purple", "question": "What colour is below cyan?",
+        "regions": [sample.regions[0].model_copy(update={"label": label})],
+    })  # fmt: skip
+    assert sft_target(sample, True, direct=True) == direct
+    assert sft_target(sample, True) == f"<think> {label}.</think><answer> purple</answer>"
+
+
+def test_sft_schedule_goes_direct_then_adds_the_attention_term(tmp_path, search_dataset, monkeypatch) -> None:
+    import sayo.train.sft as sft
+
+    seen: list[tuple[bool, bool]] = []
+    original = sft.sft_loss
+
+    def recording(*args, **kwargs):
+        seen.append((args[-2], args[-1]))  # (direct, attention)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sft, "sft_loss", recording)
+    sft.train_sft(train_recipe(
+        tmp_path, search_dataset, *SEARCH, "sft.max_steps=4", "sft.direct_steps=2", "sft.attention_start=3",
+        "sft.attention_loss=1.0", "checkpoint.every=0", "sft.eval_every=0", "tracking.enabled=false",
+    ))  # fmt: skip
+    assert seen == [(True, False), (True, False), (False, True), (False, True)]
+    for bad in ("sft.direct_steps=-1", "sft.attention_start=0"):
+        with pytest.raises(ValueError, match=bad.split("=")[0].replace(".", r"\.")):
+            train_recipe(tmp_path, search_dataset, bad)
+
+
+def test_attention_term_is_off_before_attention_start(tmp_path, search_dataset) -> None:
+    model, processor = tiny_policy()
+    samples, images = GroundedDataset.load(search_dataset, "train").batch(list(range(4)))
+    plain = train_recipe(tmp_path, search_dataset, *SEARCH)
+    weighted = train_recipe(tmp_path, search_dataset, *SEARCH, "sft.attention_loss=1.0")
+    nll, _ = sft_loss(model, processor, samples, images, plain, "cpu")
+    off, _ = sft_loss(model, processor, samples, images, weighted, "cpu", attention=False)
+    on, _ = sft_loss(model, processor, samples, images, weighted, "cpu", attention=True)
+    torch.testing.assert_close(off, nll, rtol=1e-5, atol=0.0)
+    assert float(on) > float(off) + 1e-3
+
+
 def test_attention_term_is_minus_log_of_the_answer_tokens_region_share(tmp_path, search_dataset) -> None:
     model, processor = tiny_policy()
     data = GroundedDataset.load(search_dataset, "train")

@@ -434,6 +434,36 @@ def test_search_path_names_what_is_drawn() -> None:
             assert FILL_BOUNDS[kind][0] <= fill <= FILL_BOUNDS[kind][1] + 0.05, (sample.id, step, fill)
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_search_detour_rate_draws_each_visit_with_its_probability(rate: float) -> None:
+    config = _search_config(num_samples=200, search_path=2, search_detour_rate=rate)
+    lengths = Counter(
+        len([s for s in sample.regions[0].label.split(", ") if s]) for sample, _ in generate(config)
+    )
+    if rate in (0.0, 1.0):
+        assert set(lengths) == {int(2 * rate)}
+    else:  # binomial(2, 0.5): 1 visit about twice as often as 0 or 2
+        assert set(lengths) == {0, 1, 2} and lengths[1] > max(lengths[0], lengths[2])
+
+
+def test_search_detour_lookalike_visits_the_targets_lookalike_first() -> None:
+    from sayo.data.synthetic.search import LOOKALIKE
+
+    config = _search_config(
+        object_tokens=1, image_size=(224, 224), search_path=1, search_path_target=True,
+        search_detour="lookalike", search_detour_rate=0.7, search_question="below",
+    )  # fmt: skip
+    detours = 0
+    for index in range(60):
+        sample, _ = generate_sample("search", index, config)
+        steps = sample.regions[0].label.split(", ")
+        target = sample.question.removeprefix("What colour is below ").removesuffix("?")
+        assert steps.pop() == f"{target} {sample.answer}"
+        assert [step.split()[0] for step in steps] in ([], [LOOKALIKE[target]]), sample.id
+        detours += len(steps)
+    assert 30 <= detours <= 54  # about 0.7 of 60
+
+
 def test_token_layout_aligns_objects_to_visual_tokens() -> None:
     config = _search_config(object_tokens=2, image_size=(448, 448))
     for index in range(10):
@@ -451,5 +481,9 @@ def test_search_options_are_checked() -> None:
         SyntheticConfig(object_tokens=-1)
     with pytest.raises(ValueError, match=r"SyntheticConfig\.search_question "):
         SyntheticConfig(search_question="digit")
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_detour "):
+        SyntheticConfig(search_detour="spiral")
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_detour_rate "):
+        SyntheticConfig(search_detour_rate=1.5)
     with pytest.raises(ValueError, match="do not fit"):
         generate_sample("search", 0, _search_config(object_tokens=3, image_size=(224, 224)))

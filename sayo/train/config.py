@@ -53,6 +53,8 @@ class SFTConfig:
     length_grouping: int = 16  # batches per window sorted by length (less padding); 0 = plain shuffle
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
     attention_loss: float = 0.0  # w: + w·(−log region share of the answer-reading step's attention) [ours]
+    attention_start: int = 1  # first step with the attention term (off before it) [ours]
+    direct_steps: int = 0  # first steps whose `search` reasoning skips the detours to the target [ours]
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64  # samples of the eval split in each eval-loss pass
     log_every: int = 10  # steps between MLflow metric logs
@@ -63,6 +65,8 @@ class SFTConfig:
             check(getattr(self, name) >= 1, f"sft.{name}", getattr(self, name), "must be >= 1")
         check(self.length_grouping >= 0, "sft.length_grouping", self.length_grouping, "must be >= 0")
         check(self.attention_loss >= 0, "sft.attention_loss", self.attention_loss, "must be >= 0")
+        check(self.direct_steps >= 0, "sft.direct_steps", self.direct_steps, "must be >= 0")
+        check(self.attention_start >= 1, "sft.attention_start", self.attention_start, "must be >= 1")
 
 
 @dataclass

@@ -38,17 +38,22 @@ from sayo.train.policy import StageResult, load_trainable_policy, resume_trainin
 from sayo.train.sampler import EpochSampler
 
 
-def sft_target(sample: Sample, reasoning: bool) -> str:
+def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     """The response the policy is taught for a sample.
 
     A synthetic `search` sample's region label is its search path ("blue circle, green square":
     distractors visited before answering, each attribute read off the picture where it is
     written; possibly empty; with `search_path_target` the target last): it is the reasoning as
     is, so every attribute written is read off the picture where it is written, never copied
-    from the question (the `miniature` recipe). Other samples: "I look at the <label>.".
+    from the question (the `miniature` recipe). With `direct` the detours are dropped: the
+    reasoning is the path's step that names the asked object (empty if it has none), as taught
+    for the first `sft.direct_steps` steps. Other samples: "I look at the <label>.".
     """
     label = sample.regions[0].label if sample.regions else ""
     if sample.category == "search":
+        if direct:  # the step naming the asked colour, the question's last word
+            asked = sample.question.rstrip("?").split(" ")[-1]
+            label = next((step for step in label.split(", ") if step.split(" ")[0] == asked), "")
         return formatted_answer(f" {sample.answer}", f" {label}." if reasoning and label else "")
     thought = f"I look at the {label}." if reasoning and label else ""
     return formatted_answer(sample.answer, thought)
@@ -101,7 +106,14 @@ def read_positions(tokenizer: Any, targets: list[str], answers: list[str]) -> li
 
 
 def sft_loss(
-    model: torch.nn.Module, processor: Any, samples: list[Sample], images: list, cfg: TrainRecipe, device: str
+    model: torch.nn.Module,
+    processor: Any,
+    samples: list[Sample],
+    images: list,
+    cfg: TrainRecipe,
+    device: str,
+    direct: bool = False,
+    attention: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """Token-mean NLL of the targets given prompt and image; returns (loss, number of target tokens).
 
@@ -111,7 +123,7 @@ def sft_loss(
     (docs/method.md, "SFT warm-up").
     """
     prompts = build_prompt_batch(processor, samples, images).to(device)
-    targets = [sft_target(s, cfg.sft.reasoning) for s in samples]
+    targets = [sft_target(s, cfg.sft.reasoning, direct) for s in samples]
     ids, mask = encode_completions(processor.tokenizer, targets)
     ids, mask = ids.to(device), mask.to(device)
     lengths = prompts["attention_mask"].sum(1) + mask.sum(1)  # [B]
@@ -119,7 +131,7 @@ def sft_loss(
     if too_long:
         raise ValueError(f"samples {too_long} exceed sft.max_length={cfg.sft.max_length} tokens; raise it")
     n_tokens = int(mask.sum())
-    if cfg.sft.attention_loss <= 0:
+    if cfg.sft.attention_loss <= 0 or not attention:
         logps, share = token_logprobs(completion_logits(model, prompts, ids, mask), ids), None  # [B, T]
     else:
         logps, share = answer_attention_share(
@@ -251,7 +263,10 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
         )
         for step in bar:
             began = time.perf_counter()
-            metrics, ids = _sft_step(policy, train, sampler, cfg)
+            metrics, ids = _sft_step(
+                policy, train, sampler, cfg,
+                direct=step <= cfg.sft.direct_steps, attention=step >= cfg.sft.attention_start,
+            )  # fmt: skip
             metrics["step_time_s"] = time.perf_counter() - began
             metrics = distributed.mean_over_ranks(metrics)  # every rank sees (and checks) the same values
             ids = distributed.gather_lists(ids)
@@ -277,7 +292,12 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
 
 
 def _sft_step(
-    policy: Any, train: GroundedDataset, sampler: EpochSampler, cfg: TrainRecipe
+    policy: Any,
+    train: GroundedDataset,
+    sampler: EpochSampler,
+    cfg: TrainRecipe,
+    direct: bool = False,
+    attention: bool = True,
 ) -> tuple[dict, list]:
     engine, accum = policy.engine, cfg.sft.grad_accum
     total, tokens, ids = 0.0, 0, list[str]()
@@ -286,7 +306,9 @@ def _sft_step(
         samples, images = train.batch(
             distributed.shard(sampler.next(per_rank * distributed.world_size()), per_rank)
         )
-        loss, n = sft_loss(engine.model, policy.processor, samples, images, cfg, policy.device)
+        loss, n = sft_loss(
+            engine.model, policy.processor, samples, images, cfg, policy.device, direct, attention
+        )
         engine.backward(loss / accum)
         total, tokens, ids = total + float(loss.detach()) / accum, tokens + n, ids + [s.id for s in samples]
     lr = engine.lr

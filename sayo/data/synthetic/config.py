@@ -41,6 +41,9 @@ DIFFICULTIES: dict[str, DifficultyParams] = {
 }
 
 
+SEARCH_DETOURS = ("random", "lookalike")
+
+
 def _default_tasks() -> dict[str, float]:
     return {"shapes": 1.0, "bars": 0.5, "choice": 0.25}
 
@@ -60,6 +63,8 @@ class SyntheticConfig:
     object_tokens: int = 0  # `search`: if > 0, objects are this many 28 px tokens wide, token-aligned
     search_question: str = "shape"  # `search`: "shape" (the kind) | "below" (a striped tile's 2nd colour)
     search_path_target: bool = False  # `search`: the path ends with the target and its answer
+    search_detour: str = "random"  # `search`: which objects the path visits: random, or lookalike first
+    search_detour_rate: float | None = None  # `search`: None: 0..search_path visits; p: each made w.p. p
 
     def __post_init__(self) -> None:
         _check_int("num_samples", self.num_samples, 1, None)
@@ -75,6 +80,14 @@ class SyntheticConfig:
             _fail("search_question", self.search_question, "must be 'shape' or 'below'")
         if not isinstance(self.search_path_target, bool):
             _fail("search_path_target", self.search_path_target, "must be true or false")
+        if self.search_detour not in SEARCH_DETOURS:
+            _fail("search_detour", self.search_detour, f"must be one of {list(SEARCH_DETOURS)}")
+        if self.search_detour_rate is not None and (
+            isinstance(self.search_detour_rate, bool)
+            or not isinstance(self.search_detour_rate, (int, float))
+            or not 0.0 <= self.search_detour_rate <= 1.0
+        ):
+            _fail("search_detour_rate", self.search_detour_rate, "must be None or a number in [0, 1]")
         if self.object_scale is not None and (
             isinstance(self.object_scale, bool)
             or not isinstance(self.object_scale, (int, float))

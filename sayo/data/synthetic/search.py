@@ -13,7 +13,10 @@ attribute read off it ("blue circle, green square"), and with `search_path_targe
 attribute in it is read off the picture at the token that names it (a one-hop lookup from the
 colour just written), and rollouts that visit different distractors look at different places. How
 many distractors the path visits is drawn uniformly from 0..`search_path` (capped by the number of
-distractors).
+distractors), or with `search_detour_rate` p each of those `search_path` visits is made with
+probability p; which ones: random distractors, or with `search_detour: lookalike` first the object of
+the target's look-alike colour (`LOOKALIKE`): a habit the policy learns from SFT that the region reward
+can unlearn and accuracy cannot see, since the path still ends at the target.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ SEARCH_PALETTE: dict[str, RGB] = {
     "brown": (130, 80, 40),
 }
 SEARCH_COLOURS: tuple[str, ...] = tuple(SEARCH_PALETTE)
+# Each colour's look-alike, the next one round the hue circle (brown: a dark orange): the object a
+# `search_detour: lookalike` path visits before the target.
+LOOKALIKE: dict[str, str] = {
+    "red": "orange", "orange": "yellow", "yellow": "green", "green": "cyan", "cyan": "blue",
+    "blue": "purple", "purple": "pink", "pink": "red", "brown": "orange",
+}  # fmt: skip
 
 
 SEARCH_QUESTIONS: tuple[str, ...] = ("shape", "below")
@@ -65,12 +74,18 @@ class SearchScene:
 
 
 def search_scene(
-    rng: np.random.Generator, num_distractors: int, max_path: int, question: str = "shape"
+    rng: np.random.Generator,
+    num_distractors: int,
+    max_path: int,
+    question: str = "shape",
+    detour_rate: float | None = None,
 ) -> SearchScene:
     """Target first, then distractors, every (first) colour distinct; attributes drawn independently.
 
     shape: kinds uniform over KINDS. below: each object is a striped tile whose second colour is
-    uniform over the other palette colours (it may be another object's first colour).
+    uniform over the other palette colours (it may be another object's first colour). The path
+    visits a number of distractors uniform over 0..`max_path`, or with `detour_rate` p each of
+    the `max_path` visits is made with probability p.
     """
     count = num_distractors + 1
     colours = rng.permutation(len(SEARCH_COLOURS))[:count]
@@ -88,7 +103,8 @@ def search_scene(
         Shape(KINDS[int(k)], SEARCH_COLOURS[int(c)], int(d))
         for c, k, d in zip(colours, kinds, digits, strict=True)
     ]
-    visits = int(rng.integers(0, min(max_path, num_distractors) + 1))
+    most = min(max_path, num_distractors)
+    visits = int(rng.integers(0, most + 1)) if detour_rate is None else int(rng.binomial(most, detour_rate))
     path = [int(i) + 1 for i in rng.permutation(num_distractors)[:visits]]
     return SearchScene(shapes, path, pairs)
 
@@ -159,13 +175,19 @@ def render_search(
 
 def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draft, Image.Image]:
     """A "What shape is <colour>?" question about one of `num_distractors + 1` distinct-colour objects."""
-    scene = search_scene(rng, config.num_distractors, config.search_path, config.search_question)
+    scene = search_scene(
+        rng, config.num_distractors, config.search_path, config.search_question, config.search_detour_rate
+    )
     if config.object_tokens:
         shapes = token_layout(scene.shapes, config.image_size, config.object_tokens, rng)
     else:
         scale = config.object_scale if config.object_scale is not None else config.params.object_scale
         shapes = layout(scene.shapes, config.image_size, scale, rng)
-    scene = SearchScene(shapes, scene.path, scene.pairs)
+    path = scene.path
+    if config.search_detour == "lookalike":  # the target's look-alike first, when it is in the picture
+        first = [i for i in range(1, len(shapes)) if shapes[i].colour == LOOKALIKE[shapes[0].colour]]
+        path = (first + [i for i in path if i not in first])[: len(path)]
+    scene = SearchScene(shapes, path, scene.pairs)
     image, box = render_search(scene, config, rng)
     colour = shapes[0].colour
     region = Region(bbox=box, label=path_label(scene, config.search_path_target))
