@@ -120,7 +120,8 @@ def sft_loss(
     With `sft.attention_loss` = w > 0 the loss adds w · mean over rows of −log(region share of the
     image attention of the step that reads the answer, `read_positions`) (`answer_attention_share`):
     SFT then also teaches where to look, an option of ours that the paper does not use
-    (docs/method.md, "SFT warm-up").
+    (docs/method.md, "SFT warm-up"); `attention=False` leaves the term out (the steps before
+    `sft.attention_start`), `direct` teaches the targets without detours (`sft_target`).
     """
     prompts = build_prompt_batch(processor, samples, images).to(device)
     targets = [sft_target(s, cfg.sft.reasoning, direct) for s in samples]
