@@ -48,7 +48,7 @@ constraints:
 # samples (paired intervals) and says when a difference is within noise at this size; the
 # full-size measurement is `sayo experiment ablation` (docs/results.md).
 DEMO_RECIPE ?= miniature
-DEMO_SIZE ?= data.synthetic.num_samples=3000 sft.max_steps=900 sft.direct_steps=450 sft.attention_start=451
+DEMO_SIZE ?= data.synthetic.num_samples=3000 sft.max_steps=900 sft.direct_steps=450
 demo: $(STAMP)
 	$(BIN)/sayo demo --out outputs/demo --config $(DEMO_RECIPE)
 	$(BIN)/sayo data build --no-progress --config $(DEMO_RECIPE) $(DEMO_SIZE)

@@ -53,7 +53,7 @@ class SFTConfig:
     length_grouping: int = 16  # batches per window sorted by length (less padding); 0 = plain shuffle
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
     attention_loss: float = 0.0  # w: + w·(−log region share of the answer-reading step's attention) [ours]
-    attention_start: int = 1  # first step with the attention term (off before it) [ours]
+    attention_start: int | None = None  # first step with the attention term; None: after direct_steps [ours]
     direct_steps: int = 0  # first steps whose `search` reasoning skips the detours to the target [ours]
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64  # samples of the eval split in each eval-loss pass
@@ -66,7 +66,15 @@ class SFTConfig:
         check(self.length_grouping >= 0, "sft.length_grouping", self.length_grouping, "must be >= 0")
         check(self.attention_loss >= 0, "sft.attention_loss", self.attention_loss, "must be >= 0")
         check(self.direct_steps >= 0, "sft.direct_steps", self.direct_steps, "must be >= 0")
-        check(self.attention_start >= 1, "sft.attention_start", self.attention_start, "must be >= 1")
+        check(
+            self.attention_start is None or self.attention_start >= 1,
+            "sft.attention_start", self.attention_start, "must be None or >= 1",
+        )  # fmt: skip
+
+    @property
+    def first_attention_step(self) -> int:
+        """The first step with the attention term: `attention_start`, else right after the direct phase."""
+        return self.direct_steps + 1 if self.attention_start is None else self.attention_start
 
 
 @dataclass

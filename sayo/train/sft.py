@@ -24,6 +24,7 @@ from sayo.attention import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
+from sayo.data.synthetic.search import direct_label
 from sayo.logprobs import token_logprobs
 from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
@@ -51,9 +52,8 @@ def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     """
     label = sample.regions[0].label if sample.regions else ""
     if sample.category == "search":
-        if direct:  # the step naming the asked colour, the question's last word
-            asked = sample.question.rstrip("?").split(" ")[-1]
-            label = next((step for step in label.split(", ") if step.split(" ")[0] == asked), "")
+        if direct:
+            label = direct_label(label, sample.question)
         return formatted_answer(f" {sample.answer}", f" {label}." if reasoning and label else "")
     thought = f"I look at the {label}." if reasoning and label else ""
     return formatted_answer(sample.answer, thought)
@@ -65,16 +65,18 @@ def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
     Read from the tokenizer's character offsets, so it holds whether `<answer>` is one added token
     (the tiny tokenizer) or several (a real Qwen tokenizer).
     """
-    starts: list[int | None] = []
-    for text, offsets in zip(targets, _offsets(tokenizer, targets), strict=True):
-        tag = text.find("<answer>")
-        starts.append(None if tag < 0 else _token_at(offsets, tag + len("<answer>")))
-    return starts
+    return [_after_answer_tag(t, o) for t, o in zip(targets, _offsets(tokenizer, targets), strict=True)]
 
 
 def _offsets(tokenizer: Any, texts: list[str]) -> list[list[tuple[int, int]]]:
     """Each text's token character spans, one tokenizer call for all."""
     return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+
+def _after_answer_tag(text: str, offsets: list[tuple[int, int]]) -> int | None:
+    """Index of the first token after `<answer>`, None without the tag."""
+    tag = text.find("<answer>")
+    return None if tag < 0 else _token_at(offsets, tag + len("<answer>"))
 
 
 def _token_at(offsets: list[tuple[int, int]], char: int) -> int | None:
@@ -98,10 +100,7 @@ def read_positions(tokenizer: Any, targets: list[str], answers: list[str]) -> li
             if word
             else []
         )
-        if said:
-            positions.append(_token_at(offsets, said[-1]))
-        else:
-            positions.append(None if tag < 0 else _token_at(offsets, tag + len("<answer>")))
+        positions.append(_token_at(offsets, said[-1]) if said else _after_answer_tag(text, offsets))
     return positions
 
 
@@ -266,7 +265,7 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
             began = time.perf_counter()
             metrics, ids = _sft_step(
                 policy, train, sampler, cfg,
-                direct=step <= cfg.sft.direct_steps, attention=step >= cfg.sft.attention_start,
+                direct=step <= cfg.sft.direct_steps, attention=step >= cfg.sft.first_attention_step,
             )  # fmt: skip
             metrics["step_time_s"] = time.perf_counter() - began
             metrics = distributed.mean_over_ranks(metrics)  # every rank sees (and checks) the same values

@@ -82,18 +82,8 @@ class SyntheticConfig:
             _fail("search_path_target", self.search_path_target, "must be true or false")
         if self.search_detour not in SEARCH_DETOURS:
             _fail("search_detour", self.search_detour, f"must be one of {list(SEARCH_DETOURS)}")
-        if self.search_detour_rate is not None and (
-            isinstance(self.search_detour_rate, bool)
-            or not isinstance(self.search_detour_rate, (int, float))
-            or not 0.0 <= self.search_detour_rate <= 1.0
-        ):
-            _fail("search_detour_rate", self.search_detour_rate, "must be None or a number in [0, 1]")
-        if self.object_scale is not None and (
-            isinstance(self.object_scale, bool)
-            or not isinstance(self.object_scale, (int, float))
-            or not 0.1 <= self.object_scale <= 1.0
-        ):
-            _fail("object_scale", self.object_scale, "must be None or a number in [0.1, 1]")
+        _check_optional_number("search_detour_rate", self.search_detour_rate, 0.0, 1.0)
+        _check_optional_number("object_scale", self.object_scale, 0.1, 1.0)
 
     @property
     def params(self) -> DifficultyParams:
@@ -110,6 +100,13 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
         _fail(name, value, "must be an integer")
     elif value < low or (high is not None and value > high):
         _fail(name, value, f"must be in [{low}, {high if high is not None else 'inf'}]")
+
+
+def _check_optional_number(name: str, value: object, low: float, high: float) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high
+    ):
+        _fail(name, value, f"must be None or a number in [{low:g}, {high:g}]")
 
 
 def _check_size(value: object) -> tuple[int, int]:

@@ -79,13 +79,15 @@ def search_scene(
     max_path: int,
     question: str = "shape",
     detour_rate: float | None = None,
+    detour: str = "random",
 ) -> SearchScene:
     """Target first, then distractors, every (first) colour distinct; attributes drawn independently.
 
     shape: kinds uniform over KINDS. below: each object is a striped tile whose second colour is
     uniform over the other palette colours (it may be another object's first colour). The path
     visits a number of distractors uniform over 0..`max_path`, or with `detour_rate` p each of
-    the `max_path` visits is made with probability p.
+    the `max_path` visits is made with probability p; random ones, or with `detour: lookalike`
+    the target's look-alike first when it is in the picture.
     """
     count = num_distractors + 1
     colours = rng.permutation(len(SEARCH_COLOURS))[:count]
@@ -106,6 +108,9 @@ def search_scene(
     most = min(max_path, num_distractors)
     visits = int(rng.integers(0, most + 1)) if detour_rate is None else int(rng.binomial(most, detour_rate))
     path = [int(i) + 1 for i in rng.permutation(num_distractors)[:visits]]
+    if detour == "lookalike":
+        first = [i for i in range(1, count) if shapes[i].colour == LOOKALIKE[shapes[0].colour]]
+        path = (first + [i for i in path if i not in first])[:visits]
     return SearchScene(shapes, path, pairs)
 
 
@@ -116,6 +121,13 @@ def path_label(scene: SearchScene, with_target: bool = False) -> str:
     if with_target:
         steps.append(f"{scene.shapes[0].colour} {scene.attribute(0)}")
     return ", ".join(steps)
+
+
+def direct_label(label: str, question: str) -> str:
+    """A search label without its detours: the step that names the asked object (the question's
+    last word, "What colour is below red?" / "What shape is red?"), or "" if the path has none."""
+    asked = question.rstrip("?").split(" ")[-1]
+    return next((step for step in label.split(", ") if step.split(" ")[0] == asked), "")
 
 
 TOKEN_PX = 28  # side of one visual token of Qwen2.5-VL (14 px patches, 2×2 merge)
@@ -176,18 +188,15 @@ def render_search(
 def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draft, Image.Image]:
     """A "What shape is <colour>?" question about one of `num_distractors + 1` distinct-colour objects."""
     scene = search_scene(
-        rng, config.num_distractors, config.search_path, config.search_question, config.search_detour_rate
-    )
+        rng, config.num_distractors, config.search_path, config.search_question,
+        config.search_detour_rate, config.search_detour,
+    )  # fmt: skip
     if config.object_tokens:
         shapes = token_layout(scene.shapes, config.image_size, config.object_tokens, rng)
     else:
         scale = config.object_scale if config.object_scale is not None else config.params.object_scale
         shapes = layout(scene.shapes, config.image_size, scale, rng)
-    path = scene.path
-    if config.search_detour == "lookalike":  # the target's look-alike first, when it is in the picture
-        first = [i for i in range(1, len(shapes)) if shapes[i].colour == LOOKALIKE[shapes[0].colour]]
-        path = (first + [i for i in path if i not in first])[: len(path)]
-    scene = SearchScene(shapes, path, scene.pairs)
+    scene = SearchScene(shapes, scene.path, scene.pairs)
     image, box = render_search(scene, config, rng)
     colour = shapes[0].colour
     region = Region(bbox=box, label=path_label(scene, config.search_path_target))
