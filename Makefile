@@ -98,8 +98,12 @@ bench: $(STAMP)
 # On a machine with one CUDA GPU (and the CUDA build of torch, see TORCH_SPEC above), in <= 8 min: the
 # tests marked gpu, the ZeRO-2 GRPO benchmark at the 3B shape and the full-depth attention capture,
 # results in benchmarks/results/*_gpu.md. Without a GPU it says so and exits 0.
-gpu-check: $(STAMP)
-	$(BIN)/python benchmarks/gpu_check.py
+# It installs nothing (a GPU machine may have no package registry): it runs the venv's python after
+# `make install`, else GPU_PYTHON (python3) with this checkout on PYTHONPATH; it needs torch,
+# transformers, pydantic, pytest and deepspeed, not the pipeline stack (mlflow, kfp, dvc, boto3).
+GPU_PYTHON ?= $(if $(wildcard $(STAMP)),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(SCRATCH) outputs .pytest_cache .ruff_cache .mypy_cache

@@ -4,8 +4,10 @@ Three steps, each in its own process group with its own time budget (the whole c
 by default), each writing `benchmarks/results/<name>_gpu.md` (machine, versions, date, command,
 status, numbers) whatever its outcome, plus a summary `gpu_check_gpu.md`:
 
-  tests              `pytest -m gpu` (tests/test_gpu.py: capture = eager attention on CUDA in
-                     fp32/bf16, SFT and GRPO steps on the device)
+  tests              `pytest -m gpu tests/test_gpu.py` (capture = eager attention on CUDA in
+                     fp32/bf16, SFT and GRPO steps on the device): only the GPU test files
+                     (`GPU_TESTS`), so the check runs where the pipeline stack (mlflow, kfp,
+                     dvc, boto3, moto) is not installed, as on a bare GPU machine
   grpo               benchmarks/grpo_gpu.py: GRPO under DeepSpeed ZeRO-2, Qwen2.5-VL-3B shape
   attention_capture  benchmarks/attention_capture.py --full-depth: capture cost at full 3B depth
 
@@ -18,6 +20,10 @@ the output it had printed; the script exits 1 if any step failed or timed out.
                                                         # smoke shapes (tests the script, measures nothing)
 
 Without a CUDA device (and without --smoke) it says so and exits 0: nothing to check.
+
+What it needs: torch (the CUDA build), transformers, pydantic, pyyaml, pillow, numpy, pytest and,
+for the grpo step, deepspeed; the sayo checkout on PYTHONPATH (installing it is not required).
+Nothing of the pipeline stack is imported (tests/test_gpu_check.py runs the steps with it hidden).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -43,6 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TOTAL_BUDGET_S = 480.0  # the issue's 8 minutes
 NO_GPU = "no CUDA GPU on this machine: nothing to check (make gpu-check runs on a machine with one)"
+# The test files with tests marked `gpu`: collected by name, not by walking tests/, whose other
+# modules import the pipeline stack at the top (tests/test_gpu_check.py checks the list is complete)
+GPU_TESTS = ("tests/test_gpu.py",)
+_PYTEST = f"-m pytest -m gpu -q -rs -p no:cacheprovider {' '.join(GPU_TESTS)}"
 
 
 @dataclass
@@ -75,8 +86,8 @@ STEPS = [
         "tests",
         "Tests marked `gpu` (CUDA paths)",
         80,
-        "-m pytest -m gpu -q -rs -p no:cacheprovider tests",
-        "-m pytest -m gpu -q -rs -p no:cacheprovider tests",
+        _PYTEST,
+        _PYTEST,
     ),
     Step(
         "grpo",
@@ -101,6 +112,15 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _sayo_version() -> str:
+    """The installed sayo's version, else the checkout's (a GPU machine may run it from PYTHONPATH)."""
+    installed = _version("sayo")
+    if installed != "not installed":
+        return installed
+    found = re.search(r'^__version__ = "([^"]+)"', (ROOT / "sayo" / "__init__.py").read_text(), re.M)
+    return f"{found.group(1)} (checkout, not installed)" if found else "unknown"
 
 
 def _git_commit() -> str:
@@ -156,7 +176,7 @@ def machine_info() -> dict[str, str]:
         "torch": torch.__version__,
         "transformers": _version("transformers"),
         "deepspeed": _version("deepspeed"),
-        "sayo": f"{_version('sayo')}, commit {_git_commit()}",
+        "sayo": f"{_sayo_version()}, commit {_git_commit()}",
     }
 
 

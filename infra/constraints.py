@@ -15,6 +15,10 @@ What is left out, and why:
 - the CUDA runtime wheels (`nvidia-*`, `cuda-*`, `triton`) that only a CUDA torch build pulls in: that build's
   own metadata pins them exactly.
 
+The resolving Python must be the images' (x.y of the base image of infra/docker/, which all three
+share): wheels and markers differ between Python versions, so pins resolved on another Python may
+not install, or not resolve the same, in the images. The script refuses otherwise (exit 2).
+
     python infra/constraints.py [--python PATH] > constraints.txt
 """
 
@@ -25,7 +29,9 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+BASE_DOCKERFILE = Path(__file__).resolve().parent / "docker" / "Dockerfile.cpu"
 SKIP = {"sayo", "pip", "setuptools", "wheel"}
 CUDA_ONLY = re.compile(r"^(nvidia-.*|cuda-.*|triton)$")
 HEADER = """\
@@ -64,6 +70,14 @@ def constraint_lines(dists: dict[str, str]) -> list[str]:
     return [lines[key] for key in sorted(lines)]
 
 
+def image_python(dockerfile: Path = BASE_DOCKERFILE) -> str:
+    """The Python (x.y) of the images: the version tag of their base image, `python:<x.y.z>-...`."""
+    found = re.search(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)\.", dockerfile.read_text(), re.M)
+    if not found:
+        raise ValueError(f"{dockerfile}: its FROM is not a python:<x.y.z>-... image")
+    return found.group(1)
+
+
 def render(dists: dict[str, str], facts: dict[str, str]) -> str:
     return HEADER.format(**facts) + "".join(line + "\n" for line in constraint_lines(dists))
 
@@ -77,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     dists, facts = installed(args.python)
     if "sayo" not in {canonical(n) for n in dists}:
         print(f"{args.python} has no sayo installed: install `.[dev]` into it first", file=sys.stderr)
+        return 2
+    wanted = image_python()
+    if not facts["python"].startswith(f"{wanted}."):
+        print(
+            f"{args.python} is Python {facts['python']}, the images' is {wanted} ({BASE_DOCKERFILE.name}):"
+            f" resolve on Python {wanted} (`make constraints PYTHON=python{wanted}`)",
+            file=sys.stderr,
+        )
         return 2
     sys.stdout.write(render(dists, facts))
     return 0

@@ -56,13 +56,37 @@ def test_dockerfile_parser_joins_continuations(tmp_path: Path) -> None:
     assert instructions(tmp_path / "Dockerfile") == [("FROM", "a:1.2.3"), ("RUN", "x && y"), ("USER", "1000")]
 
 
+def bases(name: str) -> list[str]:
+    return [args.split()[0] for keyword, args in instructions(DOCKERFILES[name]) if keyword == "FROM"]
+
+
+# `python:3.11.13-slim-bookworm@sha256:<64 hex>`: the tag for the reader, the digest for the build
+PINNED = re.compile(r"(?P<name>[^:@\s]+):(?P<tag>[^:@\s]*\d+\.\d+\.\d+[^:@\s]*)@sha256:[0-9a-f]{64}")
+
+
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_base_image_is_pinned(name: str) -> None:
-    bases = [args.split()[0] for keyword, args in instructions(DOCKERFILES[name]) if keyword == "FROM"]
-    assert bases
-    for base in bases:
-        # a digest, or a tag with a full x.y.z version (not `latest`, not `3.11-slim`)
-        assert "@sha256:" in base or re.search(r":[^/]*\d+\.\d+\.\d+", base), base
+def test_base_image_is_pinned_by_digest(name: str) -> None:
+    """A tag moves (the official images are rebuilt on every Debian update); a digest does not."""
+    assert bases(name)
+    for base in bases(name):
+        assert PINNED.fullmatch(base), f"{name}: {base} is not <image>:<x.y.z tag>@sha256:<digest>"
+
+
+def test_images_share_one_base_on_the_python_constraints_txt_was_resolved_on() -> None:
+    """The versions in constraints.txt were resolved on one Python: every image runs that Python
+    (x.y), from one base image, and none installs another one."""
+    header = re.search(r"Resolved on Python (\d+\.\d+)\.\d+", (ROOT / "constraints.txt").read_text())
+    assert header, "constraints.txt does not say which Python it was resolved on"
+    every = {base for name in DOCKERFILES for base in bases(name)}
+    assert len(every) == 1, f"the images have different bases: {sorted(every)}"
+    base = PINNED.fullmatch(every.pop())
+    assert base and base["name"] in ("python", "docker.io/library/python"), base
+    assert base["tag"].startswith(f"{header.group(1)}."), (base["tag"], header.group(1))
+    assert constraints_script.image_python() == header.group(1)
+    for name in DOCKERFILES:
+        runs = [args for keyword, args in instructions(DOCKERFILES[name]) if keyword == "RUN"]
+        apt = [c for args in runs for c in re.split(r"&&|;", args) if "apt-get install" in c]
+        assert not [c for c in apt if re.search(r"\bpython", c)], f"{name} installs a second Python: {apt}"
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
@@ -206,3 +230,60 @@ def test_images_are_tagged_with_the_commit_and_retrain_submits_exactly_them() ->
     assert submit["env"]["IMAGE"] == "${{ needs.images.outputs.image }}"
     assert submit["env"]["GPU_IMAGE"] == "${{ needs.images.outputs.gpu_image }}"
     assert '--arg "image=$IMAGE" --arg "gpu_image=$GPU_IMAGE"' in submit["run"]
+
+
+@pytest.mark.parametrize(("python", "code"), [("3.11.7", 0), ("3.12.3", 2), ("3.1.2", 2)])
+def test_constraints_are_resolved_only_on_the_images_python(
+    python: str, code: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    facts = {"python": python, "system": "Linux", "machine": "x86_64"}
+    monkeypatch.setattr(
+        constraints_script, "installed", lambda _: ({"sayo": "0.1.0", "numpy": "2.4.6"}, facts)
+    )
+    assert constraints_script.main(["--python", "py"]) == code
+    out, err = capsys.readouterr()
+    if code:
+        assert not out and f"is Python {python}, the images' is 3.11" in err
+    else:
+        assert out.endswith("numpy==2.4.6\n") and "Resolved on Python 3.11.7" in out
+
+
+def test_components_default_to_the_release_images_ci_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's default images are tags images.yml pushes: for the release tag v<version>,
+    `<registry>/sayo:<version>-cpu` and `-cuda`, the registry defaulting to ghcr.io/<owner>."""
+    pytest.importorskip("kfp")
+    import importlib
+
+    monkeypatch.delenv("SAYO_IMAGE", raising=False)
+    components = importlib.reload(importlib.import_module("sayo.kubeflow.components"))
+    version = _project()["version"]
+    images = _workflow("images.yml")
+    assert images["on"]["push"]["tags"] == ["v*"]
+    plan = "\n".join(step.get("run", "") for step in images["jobs"]["plan"]["steps"])
+    assert '"$REF_NAME" != "v$version"' in plan  # a release tag must be pyproject.toml's version
+    assert "release_image=$registry/sayo:$version-cpu" in plan
+    assert "release_gpu_image=$registry/sayo:$version-cuda" in plan
+    assert 'registry="${REGISTRY_INPUT:-${REGISTRY_VAR:-ghcr.io/$OWNER}}"' in plan
+    build = next(s for s in images["jobs"]["build"]["steps"] if s.get("name") == "Build and push")
+    assert "needs.plan.outputs[matrix.release]" in build["with"]["tags"]
+    assert "SAYO_VERSION=${{ needs.plan.outputs.version }}" in build["with"]["build-args"]
+    releases = {e["name"]: e["release"] for e in images["jobs"]["build"]["strategy"]["matrix"]["include"]}
+    assert releases == {"cpu": "release_image", "cuda": "release_gpu_image", "mlflow": "release_mlflow_image"}
+    owner = components.REGISTRY.removeprefix("ghcr.io/")
+    defaults = (components.IMAGE, components.GPU_IMAGE)
+    assert defaults == (f"ghcr.io/{owner}/sayo:{version}-cpu", f"ghcr.io/{owner}/sayo:{version}-cuda")
+    kustomization = yaml.safe_load((ROOT / "infra/k8s/base/kustomization.yaml").read_text())
+    assert {i["newName"] for i in kustomization["images"]} == {f"ghcr.io/{owner}/sayo-mlflow"}  # one owner
+
+
+@pytest.mark.parametrize(
+    ("image", "gpu"),
+    [
+        ("ghcr.io/o/sayo:0123abc-cpu", "ghcr.io/o/sayo:0123abc-cuda"),  # images.yml's pair
+        ("ghcr.io/o/sayo:0.2.0-cpu", "ghcr.io/o/sayo:0.2.0-cuda"),
+        ("registry.example/sayo:1.2", "registry.example/sayo:1.2-cuda"),
+    ],
+)
+def test_the_gpu_image_beside_a_cpu_image(image: str, gpu: str) -> None:
+    components = pytest.importorskip("sayo.kubeflow.components")
+    assert components.gpu_image_for(image) == gpu

@@ -8,7 +8,10 @@ business (`sayo.kubeflow.pipeline`).
 The images are the ones built from `infra/docker/`: `IMAGE` (Dockerfile.cpu) for CPU steps and
 `GPU_IMAGE` (Dockerfile.cuda) for GPU steps, overridable per run with the pipeline's `image` and
 `gpu_image` parameters and at compile time with `SAYO_IMAGE` (`sayo pipeline compile --image`);
-they already hold sayo and kfp, so components install nothing at start-up.
+they already hold sayo and kfp, so components install nothing at start-up. By default they are
+this version's release images, the tags `.github/workflows/images.yml` pushes for the release
+tag v<version> (`<registry>/sayo:<version>-cpu`, `-cuda`); CI's retraining passes its commit's
+`<sha>-cpu`/`<sha>-cuda` images instead.
 """
 
 import os
@@ -16,8 +19,19 @@ import os
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-IMAGE = os.environ.get("SAYO_IMAGE", "ghcr.io/sayo-ml/sayo:0.1.0")
-GPU_IMAGE = f"{IMAGE}-cuda"
+from sayo import __version__
+
+REGISTRY = "ghcr.io/sayo-ml"  # images.yml's default registry, ghcr.io/<repository owner>
+
+
+def gpu_image_for(image: str) -> str:
+    """The CUDA image beside a CPU image: `...:<tag>-cpu` -> `...:<tag>-cuda` (images.yml's pair),
+    any other `...:<tag>` -> `...:<tag>-cuda`."""
+    return f"{image.removesuffix('-cpu')}-cuda"
+
+
+IMAGE = os.environ.get("SAYO_IMAGE", f"{REGISTRY}/sayo:{__version__}-cpu")
+GPU_IMAGE = gpu_image_for(IMAGE)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
