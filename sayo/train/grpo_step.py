@@ -39,9 +39,10 @@ from sayo.logprobs import token_kl, token_logprobs
 from sayo.loss import policy_loss
 from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
 from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
-from sayo.rewards import accuracy_reward, combine_rewards, format_reward
+from sayo.rewards import accuracy_reward, combine_rewards
 from sayo.rewards.attention import AttentionOnRegion, attention_on_region, select_tokens
 from sayo.rewards.config import RewardConfig
+from sayo.rewards.format import format_rewards
 from sayo.sampling import decode_completions, generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
 from sayo.train import distributed
@@ -317,6 +318,7 @@ def compute_rewards(chunks: Sequence[ScoredChunk], rewards: RewardConfig) -> Rew
     """Weighted total reward and its components, over all rollouts in row order."""
     samples = [s for c in chunks for s in c.sampled.prompt.samples]
     texts = [t for c in chunks for t in c.sampled.texts]
+    lengths = torch.cat([c.sampled.mask.sum(dim=1).cpu() for c in chunks])  # [B] tokens, EOS included
     region = [
         c.attention.reward.float().cpu() if c.attention is not None else torch.zeros(c.rows) for c in chunks
     ]
@@ -328,7 +330,7 @@ def compute_rewards(chunks: Sequence[ScoredChunk], rewards: RewardConfig) -> Rew
             [s.choices for s in samples],
             tolerance=rewards.numeric_tolerance,
         ),
-        "format": format_reward(texts),
+        "format": format_rewards(rewards.format.form, texts, lengths),
         "region_attention": torch.cat(region),
     }
     total, parts = combine_rewards(components, rewards.weights)
