@@ -219,5 +219,5 @@ def test_official_recipe_adapts_all_linear_layers() -> None:
     from sayo.recipe import load_recipe
 
     assert load_recipe("sayo_official_qwen3_vl_8b").model.lora.targets == "all-linear"
-    with pytest.raises(ValueError, match="model.lora.targets"):
+    with pytest.raises(ValueError, match=r"model\.lora\.targets"):
         load_recipe("tiny", ["model.lora.targets=vision"])

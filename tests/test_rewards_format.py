@@ -86,7 +86,7 @@ def test_official_format_reward_batch_and_lengths_as_tensor() -> None:
     assert template.tolist() == format_reward(texts).tolist()
     with pytest.raises(ValueError, match="2 completions but 1 lengths"):
         format_rewards("official", texts[:2], [80])
-    with pytest.raises(ValueError, match="rewards.format.form='x'"):
+    with pytest.raises(ValueError, match=r"rewards\.format\.form='x'"):
         format_rewards("x", texts, lengths)
 
 

@@ -49,8 +49,8 @@ def _candidates(mask: Tensor, ratio: float, exclude_last: bool, count: str) -> t
         if exclude_last and mask.shape[1]:
             candidates[:, -1] = False
         width = mask.shape[1] - int(exclude_last and mask.shape[1] > 0)
-        k = min(max(1, int(width * ratio)), width)  # int(): the authors' floor, in double precision
-        return candidates, torch.full((mask.shape[0],), k, dtype=torch.long, device=mask.device)
+        batch_k = min(max(1, int(width * ratio)), width)  # int(): the authors' floor, in double precision
+        return candidates, torch.full((mask.shape[0],), batch_k, dtype=torch.long, device=mask.device)
     if count != "per_row":
         raise ValueError(f"count={count!r}: expected one of {COUNTS}")
     if exclude_last:

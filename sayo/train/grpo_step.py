@@ -38,7 +38,7 @@ from sayo.data.schema import Sample
 from sayo.logprobs import token_kl, token_logprobs
 from sayo.loss import policy_loss
 from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
-from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
+from sayo.prompts import PromptConfig, build_prompt_batch, prompt_region_mask, select_rows
 from sayo.rewards import accuracy_reward, combine_rewards
 from sayo.rewards.attention import AttentionOnRegion, attention_on_region, select_tokens
 from sayo.rewards.config import RewardConfig
@@ -118,13 +118,14 @@ def make_chunks(
     micro_batch_size: int,
     image_token_id: int,
     device: str,
+    prompt: PromptConfig | None = None,
 ) -> list[PromptChunk]:
     """Split P prompts × G rollouts into chunks of processor inputs with their region masks.
 
     Each prompt's image is processed once: its G rows repeat the text tensors (`select_rows`) and
-    point at one copy of its patches (`SharedImages`).
+    point at one copy of its patches (`SharedImages`). `prompt` is the recipe's `prompt:` section.
     """
-    unique = build_prompt_batch(processor, samples, images)
+    unique = build_prompt_batch(processor, samples, images, prompt=prompt)
     total = len(samples) * group_size
     chunks = []
     for start in range(0, total, micro_batch_size):
