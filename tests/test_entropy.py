@@ -224,3 +224,18 @@ def test_official_recipes_count_over_the_batch_width() -> None:
     for name in ("sayo_official_qwen3_vl_8b", "tiny_official"):
         assert load_recipe(name).rewards.attention.count == "batch_width", name
     assert load_recipe("tiny").rewards.attention.count == "per_row"
+
+
+def test_the_attention_config_applies_its_count() -> None:
+    """`rewards.attention.count` reaches the selection the reward, probes and evaluation share."""
+    from sayo.rewards.attention import select_tokens
+    from sayo.rewards.config import AttentionConfig
+
+    authors = AttentionConfig(ratio=0.3, exclude_last=True, count="batch_width")
+    expected = select_high_entropy_tokens(PADDED_ENTROPY, PADDED_MASK, 0.3, True, count="batch_width")
+    assert torch.equal(select_tokens(PADDED_ENTROPY, PADDED_MASK, authors), expected)
+    ours = AttentionConfig(ratio=0.3, exclude_last=True)
+    assert torch.equal(
+        select_tokens(PADDED_ENTROPY, PADDED_MASK, ours),
+        select_high_entropy_tokens(PADDED_ENTROPY, PADDED_MASK, 0.3, True),
+    )

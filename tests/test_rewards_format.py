@@ -96,3 +96,27 @@ def test_official_recipes_use_the_official_format_reward() -> None:
     for name in ("sayo_official_qwen3_vl_8b", "tiny_official"):
         assert load_recipe(name).rewards.format.form == "official", name
     assert load_recipe("tiny").rewards.format.form == "template"
+
+
+def test_grpo_rewards_use_the_recipes_format_form_with_token_lengths() -> None:
+    """`compute_rewards` scores format in `rewards.format.form`, L = each completion's mask sum."""
+    from types import SimpleNamespace
+
+    from sayo.data.schema import Sample
+    from sayo.rewards.config import FormatConfig, RewardConfig
+    from sayo.train.grpo_step import compute_rewards
+
+    texts = ["<answer>red</answer>", "<think>x</think><answer>red</answer>", "<answer>red"]
+    mask = torch.zeros(3, 120, dtype=torch.bool)
+    for row, length in enumerate((30, 110, 80)):
+        mask[row, :length] = True
+    sample = Sample(id="s", image="s.png", question="q?", answer="red")
+    chunk = SimpleNamespace(
+        sampled=SimpleNamespace(prompt=SimpleNamespace(samples=[sample] * 3), texts=texts, mask=mask),
+        attention=None,
+        rows=3,
+    )
+    official = compute_rewards([chunk], RewardConfig(format=FormatConfig(form="official")))
+    torch.testing.assert_close(official.components["format"], torch.tensor([0.3, 0.6 * 100 / 110, 0.0]))
+    template = compute_rewards([chunk], RewardConfig())
+    assert template.components["format"].tolist() == [0.0, 1.0, 0.0]
