@@ -22,7 +22,7 @@ from torch import Tensor
 from sayo.attention import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl
-from sayo.prompts import build_prompt_batch
+from sayo.prompts import PromptConfig, build_prompt_batch
 from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import accuracy_reward, extract_answer, format_reward
 from sayo.rewards.attention import attention_on_region
@@ -65,6 +65,7 @@ class AnswerOptions:
     top_p: float = 1.0
     tolerance: float = 0.05
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)  # the recipe's `prompt:` section
 
 
 def _device(model: Any) -> torch.device:
@@ -83,7 +84,7 @@ def answer_batch(
 ) -> Answers:
     """Generate `options.n` answers per sample, score them, and (with `capture`) their attention."""
     tokenizer = processor.tokenizer
-    prompts = build_prompt_batch(processor, samples, images, repeat=options.n).to(_device(model))
+    prompts = build_prompt_batch(processor, samples, images, options.n, options.prompt).to(_device(model))
     model.eval()
     with generation_context():
         ids, mask = generate_completions(

@@ -28,9 +28,10 @@ from sayo.loss import group_advantages
 from sayo.models import load_policy
 from sayo.prompts import OPTION_LETTERS, build_prompt_batch, formatted_answer, prompt_region_mask
 from sayo.regions import batch_merge_size, token_grid_shape
-from sayo.rewards import accuracy_reward, combine_rewards, format_reward
+from sayo.rewards import accuracy_reward, combine_rewards
 from sayo.rewards.attention import attention_on_region
 from sayo.rewards.config import RewardConfig
+from sayo.rewards.format import format_rewards
 from sayo.sampling import decode_completions, encode_completions, generate_completions, stop_and_suppress
 from sayo.scoring import attention_map, score_rollouts
 from sayo.viz import heatmap_grid, save_png
@@ -118,7 +119,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> list[dict[st
         "accuracy": accuracy_reward(
             texts, [s.answer for s in rows], [s.answer_type.value for s in rows], [s.choices for s in rows]
         ),
-        "format": format_reward(texts),
+        "format": format_rewards(config.rewards.format.form, texts, completion_mask.sum(dim=1)),
         "region_attention": measures.reward,
     }
     total, components = combine_rewards(components, config.rewards.weights)

@@ -1,15 +1,19 @@
 """Turning samples into model inputs: the question template and batched, region-aware prompts.
 
-The answer template (`<think>…</think><answer>…</answer>`, docs/method.md "Total reward") is asked
-for in the user turn, so a real instruct checkpoint can follow it zero-shot and the tiny model
-learns it in SFT. Region boxes travel with the prompt as a mask over its image tokens, built from
-the processor's actual `image_grid_thw` (`sayo.regions`), so the mapping never drifts from what
-the model sees.
+The recipe's `prompt:` section (`PromptConfig`) says what the model is told: by default the answer
+template (`<think>…</think><answer>…</answer>`, docs/method.md "Total reward") is asked for in the
+user turn, so a real instruct checkpoint can follow it zero-shot and the tiny model learns it in
+SFT; the official recipes instead give the authors' system prompt and the bare question
+(docs/method.md, "sayo's defaults and the authors' code"). Every stage (SFT, GRPO, probes,
+evaluation) builds its prompts from the same section, so a model is evaluated as it was trained.
+Region boxes travel with the prompt as a mask over its image tokens, built from the processor's
+actual `image_grid_thw` (`sayo.regions`), so the mapping never drifts from what the model sees.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import BatchFeature
 
+from sayo.config import check
 from sayo.data.schema import AnswerType, Sample
 from sayo.regions import batch_merge_size, sequence_region_mask
 from sayo.vision import row_patches
@@ -27,20 +32,42 @@ INSTRUCTION = (
 OPTION_LETTERS = "ABCDEFGHIJ"
 
 
-def question_text(sample: Sample) -> str:
+@dataclass
+class PromptConfig:
+    """What the model is told besides the question (docs/method.md)."""
+
+    system: str | None = None  # the system turn; null = none given (the chat template's own default)
+    instruction: str = INSTRUCTION  # appended on its own line to the user's question; "" = the bare question
+
+    def __post_init__(self) -> None:
+        check(
+            self.system is None or bool(self.system.strip()),
+            "prompt.system",
+            self.system,
+            "must not be blank",
+        )
+
+
+def question_text(sample: Sample, instruction: str = INSTRUCTION) -> str:
     """The user text for a sample: question, options for multiple choice, and the instruction."""
     text = sample.question.strip()
     if sample.answer_type is AnswerType.CHOICE and sample.choices:
         options = " ".join(f"{OPTION_LETTERS[i]}. {c}" for i, c in enumerate(sample.choices))
         text = f"{text}\nOptions: {options}"
-    return f"{text}\n{INSTRUCTION}"
+    return f"{text}\n{instruction}" if instruction else text
 
 
-def chat_messages(sample: Sample, answer: str | None = None) -> list[dict[str, Any]]:
-    """Chat messages with one image and the question; with `answer`, the assistant turn too."""
-    messages: list[dict[str, Any]] = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question_text(sample)}]}
-    ]
+def chat_messages(
+    sample: Sample, answer: str | None = None, prompt: PromptConfig | None = None
+) -> list[dict[str, Any]]:
+    """Chat messages: `prompt`'s system turn if any, the image and the question; with `answer`,
+    the assistant turn too."""
+    prompt = prompt or PromptConfig()
+    text = question_text(sample, prompt.instruction)
+    messages: list[dict[str, Any]] = []
+    if prompt.system is not None:
+        messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})
     return messages
@@ -52,18 +79,25 @@ def formatted_answer(answer: str, reasoning: str = "") -> str:
 
 
 def build_prompt_batch(
-    processor: Any, samples: Sequence[Sample], images: Sequence[Image.Image], repeat: int = 1
+    processor: Any,
+    samples: Sequence[Sample],
+    images: Sequence[Image.Image],
+    repeat: int = 1,
+    prompt: PromptConfig | None = None,
 ) -> Any:
     """Processor inputs for `samples`, each repeated `repeat` times (adjacent: one GRPO group).
 
-    Prompts are left-padded so that completions can be appended on the right.
+    Prompts are left-padded so that completions can be appended on the right; `prompt` is the
+    recipe's `prompt:` section (default: sayo's instruction, no system turn).
     """
     if len(samples) != len(images):
         raise ValueError(f"{len(samples)} samples but {len(images)} images")
     if repeat < 1:
         raise ValueError(f"repeat={repeat} must be >= 1")
     texts = [
-        processor.apply_chat_template(chat_messages(s), tokenize=False, add_generation_prompt=True)
+        processor.apply_chat_template(
+            chat_messages(s, prompt=prompt), tokenize=False, add_generation_prompt=True
+        )
         for s in samples
     ]
     texts = [t for t in texts for _ in range(repeat)]

@@ -6,7 +6,7 @@ same dataclasses, so a knob changed in the recipe changes what all three run, an
 laptop and a run on a cluster differ only in where they run (docs/architecture.md).
 
 Each top-level section is owned by the package that reads it: `model` (`sayo.models`), `data`
-(`sayo.data`), `rewards` (`sayo.rewards`), `tracking` (`sayo.tracking`), `sft`/`grpo`/`checkpoint`/
+(`sayo.data`), `prompt` (`sayo.prompts`), `rewards` (`sayo.rewards`), `tracking` (`sayo.tracking`), `sft`/`grpo`/`checkpoint`/
 `deepspeed` (`sayo.train`), `evaluate` (`sayo.evaluate`), `register` (`sayo.registry`). The stages
 take a `Recipe` through the protocols that list the sections they read (`TrainRecipe`,
 `EvaluateRecipe`); this module, above them, is the only place that composes all sections.
@@ -30,6 +30,7 @@ from sayo.config import PACKAGED_RECIPES, apply_overrides, check, from_dict, rea
 from sayo.data.config import DataConfig, resolve_source_paths
 from sayo.evaluate.config import EvalConfig
 from sayo.models.config import ModelConfig
+from sayo.prompts import PromptConfig
 from sayo.registry.config import RegisterConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
@@ -60,6 +61,7 @@ class Recipe:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: each rank's own GPU)
     model: ModelConfig = field(default_factory=ModelConfig)  # the policy to start from
     data: DataConfig = field(default_factory=DataConfig)  # the dataset: built by `data`, read by the rest
+    prompt: PromptConfig = field(default_factory=PromptConfig)  # the system turn and the instruction
     sft: SFTConfig = field(default_factory=SFTConfig)  # the supervised warm-up
     grpo: GRPOConfig = field(default_factory=GRPOConfig)  # GRPO with the attention reward
     rewards: RewardConfig = field(default_factory=RewardConfig)  # reward weights, attention on region

@@ -159,3 +159,83 @@ def test_selection_properties(data: st.DataObject, batch: int, length: int, rati
         assert k == (max(1, math.ceil(ratio * n_valid - 1e-9)) if n_valid else 0)
         if 0 < k < n_valid:  # every selected token is at least as uncertain as every unselected valid one
             assert entropy[row][selected[row]].min() >= entropy[row][mask[row] & ~selected[row]].max()
+
+
+# A padded batch of two rollouts, width T = 11: row 0 uses every column (its EOS at 10), row 1 stops
+# at column 2 (its EOS); columns 3..10 of row 1 are padding whose entropies are still computed.
+PADDED_ENTROPY = torch.tensor(
+    [
+        [0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6, 0.5, 0.05, 5.0],
+        [0.2, 0.3, 0.1, 0.9, 0.1, 0.8, 0.1, 0.1, 0.7, 0.1, 9.0],
+    ]
+)
+PADDED_MASK = torch.tensor([[True] * 11, [True] * 3 + [False] * 8])
+
+
+def test_batch_width_count_is_the_authors_rule_on_a_padded_batch() -> None:
+    """k = max(1, ⌊0.3·(11 − 1)⌋) = 3 in every row, over columns 0..9 of the padded batch — row 1's
+    picks are all after its EOS (columns 3, 5, 8), and column 10 (the batch's last) is never picked."""
+    selected = select_high_entropy_tokens(
+        PADDED_ENTROPY, PADDED_MASK, 0.3, exclude_last=True, count="batch_width"
+    )
+    assert selected.nonzero().tolist() == [[0, 1], [0, 3], [0, 5], [1, 3], [1, 5], [1, 8]]
+    # the authors' get_top_entropy_indices_list, written out: topk over entropies[:, :-1]
+    width = PADDED_ENTROPY.shape[1] - 1
+    top = torch.topk(PADDED_ENTROPY[:, :-1], max(1, int(width * 0.3)), dim=-1).indices
+    assert [sorted(row) for row in top.tolist()] == [[1, 3, 5], [3, 5, 8]]
+
+
+def test_per_row_count_is_sayos_rule_on_the_same_batch() -> None:
+    """sayo's default: k = ⌈0.3·n⌉ of each row's valid tokens, its last one dropped: row 0 ⌈3.0⌉ = 3
+    of columns 0..9, row 1 ⌈0.6⌉ = 1 of columns 0..1."""
+    selected = select_high_entropy_tokens(PADDED_ENTROPY, PADDED_MASK, 0.3, exclude_last=True)
+    assert selected.nonzero().tolist() == [[0, 1], [0, 3], [0, 5], [1, 1]]
+
+
+@pytest.mark.parametrize(
+    ("width", "exclude_last", "ratio", "k"),
+    [(11, True, 0.3, 3), (11, False, 0.3, 3), (111, True, 0.3, 33), (4, True, 0.3, 1), (2, True, 1.0, 1)],
+)
+def test_batch_width_k_is_one_number_for_the_batch(
+    width: int, exclude_last: bool, ratio: float, k: int
+) -> None:
+    entropy = torch.rand(3, width, generator=torch.Generator().manual_seed(width))
+    mask = torch.zeros(3, width, dtype=torch.bool)
+    mask[:, :1] = True  # one valid token per row: the count does not depend on it
+    selected = select_high_entropy_tokens(
+        entropy, mask, ratio, exclude_last=exclude_last, count="batch_width"
+    )
+    assert selected.sum(dim=1).tolist() == [k] * 3
+    assert not exclude_last or not selected[:, -1].any()
+
+
+def test_batch_width_of_one_column_without_its_last_selects_nothing() -> None:
+    selected = select_high_entropy_tokens(
+        torch.ones(2, 1), torch.ones(2, 1, dtype=torch.bool), 0.3, exclude_last=True, count="batch_width"
+    )
+    assert not selected.any()
+    with pytest.raises(ValueError, match="count='x'"):
+        select_high_entropy_tokens(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), 0.3, count="x")
+
+
+def test_official_recipes_count_over_the_batch_width() -> None:
+    from sayo.recipe import load_recipe
+
+    for name in ("sayo_official_qwen3_vl_8b", "tiny_official"):
+        assert load_recipe(name).rewards.attention.count == "batch_width", name
+    assert load_recipe("tiny").rewards.attention.count == "per_row"
+
+
+def test_the_attention_config_applies_its_count() -> None:
+    """`rewards.attention.count` reaches the selection the reward, probes and evaluation share."""
+    from sayo.rewards.attention import select_tokens
+    from sayo.rewards.config import AttentionConfig
+
+    authors = AttentionConfig(ratio=0.3, exclude_last=True, count="batch_width")
+    expected = select_high_entropy_tokens(PADDED_ENTROPY, PADDED_MASK, 0.3, True, count="batch_width")
+    assert torch.equal(select_tokens(PADDED_ENTROPY, PADDED_MASK, authors), expected)
+    ours = AttentionConfig(ratio=0.3, exclude_last=True)
+    assert torch.equal(
+        select_tokens(PADDED_ENTROPY, PADDED_MASK, ours),
+        select_high_entropy_tokens(PADDED_ENTROPY, PADDED_MASK, 0.3, True),
+    )

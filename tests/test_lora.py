@@ -171,3 +171,53 @@ def test_gradient_checkpointing_then_lora_trains_every_adapter(base) -> None:
     assert all(
         g is not None and bool(g.abs().sum() > 0) for g in grads.values()
     )  # peft made inputs require grad
+
+
+def adapted_names(model: torch.nn.Module) -> set[str]:
+    """Names of the modules peft wrapped, as the base model names them."""
+    return {
+        name.removeprefix("base_model.model.")
+        for name, module in model.named_modules()
+        if hasattr(module, "lora_A") and "lora_A" not in name
+    }
+
+
+def test_all_linear_adapts_every_linear_but_the_head_vision_tower_included(policy) -> None:
+    """`model.lora.targets: all-linear` is the authors' `--lora_target_modules all-linear`."""
+    from sayo.vision import vision_trains
+
+    base_model = copy.deepcopy(policy[0])
+    linears = {name for name, m in base_model.named_modules() if isinstance(m, torch.nn.Linear)}
+    model = apply_lora(base_model, LoraConfig(targets="all-linear", dropout=0.0))
+    adapted = adapted_names(model)
+    assert adapted == linears - {"lm_head"}
+    vision = {name for name in adapted if ".visual." in f".{name}"}
+    assert any(".blocks." in name for name in vision) and any("merger" in name for name in vision)
+    assert not any("patch_embed" in name for name in adapted)  # a Conv3d, in sayo as in HF
+    assert vision_trains(model)  # GRPO re-encodes images with grad and for the reference
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    torch.testing.assert_close(logits(model), logits(policy[0]))  # fresh adapters: the base
+
+
+def test_language_targets_are_the_default_and_unchanged(policy) -> None:
+    """The default adapts exactly the decoder projections the explicit `targets: language` does."""
+    assert LoraConfig().targets == "language"
+    default = adapted_names(apply_lora(copy.deepcopy(policy[0]), LoraConfig(dropout=0.0)))
+    explicit = adapted_names(
+        apply_lora(copy.deepcopy(policy[0]), LoraConfig(targets="language", dropout=0.0))
+    )
+    layers = {
+        name
+        for name, _ in policy[0].named_modules()
+        if re.fullmatch(r"model\.language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj", name)
+    }
+    assert default == explicit == layers
+
+
+def test_official_recipe_adapts_all_linear_layers() -> None:
+    from sayo.recipe import load_recipe
+
+    assert load_recipe("sayo_official_qwen3_vl_8b").model.lora.targets == "all-linear"
+    with pytest.raises(ValueError, match=r"model\.lora\.targets"):
+        load_recipe("tiny", ["model.lora.targets=vision"])

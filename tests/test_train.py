@@ -402,8 +402,8 @@ def test_sample_lengths_count_the_processed_tokens(tiny_dataset):
 
 
 def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_dataset):
-    """`--config tiny_official` trains on CPU with the authors' reward; the MLflow run holds every
-    official value of the resolved recipe."""
+    """`--config tiny_official` is the official recipe on tiny-qwen3-vl with no SFT stage: two GRPO
+    steps from the model itself, and the MLflow run holds every official value of the resolved recipe."""
     from mlflow import MlflowClient
 
     store = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -413,7 +413,6 @@ def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_data
             f"data.path={tiny_dataset}",
             f"checkpoint.dir={tmp_path / 'ckpt'}",
             "device=cpu",
-            "grpo.init_from=model",
             "grpo.max_steps=2",
             "grpo.prompts_per_step=2",
             "grpo.max_new_tokens=8",
@@ -422,6 +421,7 @@ def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_data
             f"tracking.tracking_uri={store}",
         ],
     )
+    assert (recipe.model.name_or_path, recipe.grpo.init_from) == ("tiny-qwen3-vl", "model")
     result = train_grpo(recipe)
     client = MlflowClient(store)
     history = client.get_metric_history(result.run_id, "reward/region_attention")
@@ -436,6 +436,11 @@ def test_tiny_official_recipe_logs_the_tanh_log_ratio_reward(tmp_path, tiny_data
         "rewards.attention.ratio": "0.3",
         "rewards.attention.exclude_last": "true",
         "rewards.attention.query": "own",
+        "rewards.attention.count": "batch_width",
+        "rewards.format.form": "official",
+        "model.name_or_path": "tiny-qwen3-vl",
+        "model.lora.targets": "all-linear",
+        "grpo.init_from": "model",
         "rewards.weights.accuracy": "0.0",
         "rewards.weights.format": "1.0",
         "rewards.weights.region_attention": "1.0",

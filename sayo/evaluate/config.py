@@ -15,6 +15,7 @@ from typing import Literal, Protocol, get_args
 
 from sayo.config import check
 from sayo.models.config import ModelConfig
+from sayo.prompts import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 
@@ -108,6 +109,8 @@ class EvaluateRecipe(Protocol):
     def device(self) -> str: ...
     @property
     def model(self) -> ModelConfig: ...
+    @property
+    def prompt(self) -> PromptConfig: ...
     @property
     def rewards(self) -> RewardConfig: ...
     @property

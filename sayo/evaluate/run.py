@@ -103,6 +103,7 @@ def _options(cfg: EvaluateRecipe) -> AnswerOptions:
         top_p=ev.top_p,
         tolerance=ev.numeric_tolerance,
         attention=cfg.rewards.attention,
+        prompt=cfg.prompt,
     )
 
 

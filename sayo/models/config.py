@@ -13,17 +13,19 @@ from sayo.config import check
 
 DType = Literal["auto", "float32", "bfloat16", "float16", "float64"]
 AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
+LoraTargets = Literal["language", "all-linear"]
 
 
 @dataclass
 class LoraConfig:
-    """LoRA adapters (peft) on the language decoder instead of full fine-tuning."""
+    """LoRA adapters (peft) instead of full fine-tuning: on the language decoder, or on every linear."""
 
     enabled: bool = False  # train adapters only; the reference policy is the base with adapters off
     r: int = 16  # adapter rank
     alpha: int = 32  # scaling numerator (scale = alpha / r)
     dropout: float = 0.05  # dropout on the adapter input
-    target_modules: list[str] = field(  # decoder linear layers that get adapters
+    targets: LoraTargets = "language"  # language: target_modules of the decoder | all-linear: every linear but lm_head (official)
+    target_modules: list[str] = field(  # decoder linear layers that get adapters (targets: language)
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
 

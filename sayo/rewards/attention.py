@@ -312,7 +312,9 @@ def select_tokens(
 ) -> Tensor:
     """[B, T] the response tokens `config` counts: the top `ratio` by the `select` score."""
     scores = selection_scores(config.select, entropy, sensitivity)  # [B, T]
-    return select_high_entropy_tokens(scores, mask, config.ratio, exclude_last=config.exclude_last)
+    return select_high_entropy_tokens(
+        scores, mask, config.ratio, exclude_last=config.exclude_last, count=config.count
+    )
 
 
 def attention_on_region(

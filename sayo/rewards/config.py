@@ -19,6 +19,8 @@ TokenSelection = Literal["entropy", "vision", "entropy_x_vision"]
 Query = Literal["predicting", "own"]
 RewardForm = Literal["share", "area_normalized", "tanh_log_ratio"]
 Aggregation = Literal["mean_of_ratios", "ratio_of_means"]
+SelectionCount = Literal["per_row", "batch_width"]
+FormatForm = Literal["template", "official"]
 
 
 @dataclass
@@ -37,6 +39,9 @@ class AttentionConfig:
     )
     ratio: float = 0.2  # ρ: share of response tokens selected (1.0 = every token, the full-token ablation)
     exclude_last: bool = False  # never select a response's last token (the official code's choice)
+    count: SelectionCount = (
+        "per_row"  # k: ⌈ρ·valid⌉ per row | batch_width: ⌊ρ·padded width⌋, after-EOS tokens too (official)
+    )
     form: RewardForm = "share"  # share | area_normalized | tanh_log_ratio (the official reward)
     aggregation: Aggregation = "mean_of_ratios"  # per-token forms averaged, or the form of averaged attention
     max_normalized: float = 5.0  # area_normalized: clip of share / area fraction, then divided by it
@@ -59,6 +64,15 @@ class AttentionConfig:
 
 
 @dataclass
+class FormatConfig:
+    """Which format reward r_fmt is (docs/method.md, "Total reward and optimisation")."""
+
+    form: FormatForm = (
+        "template"  # template: <think>…</think><answer>…</answer> | official: last answer × length factors
+    )
+
+
+@dataclass
 class RewardConfig:
     """The weighted reward r = Σ w·r_i and how each part is computed."""
 
@@ -67,6 +81,7 @@ class RewardConfig:
     )
     numeric_tolerance: float = 0.05  # relative tolerance of numeric answers (ChartQA's relaxed accuracy)
     attention: AttentionConfig = field(default_factory=AttentionConfig)  # the region-attention term
+    format: FormatConfig = field(default_factory=FormatConfig)  # the format term's form
 
     def __post_init__(self) -> None:
         check(

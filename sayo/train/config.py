@@ -1,7 +1,7 @@
 """The recipe sections of the `sft` and `grpo` stages, and what those stages read of a recipe.
 
 `sft`, `grpo`, `checkpoint` and `deepspeed` are this package's sections; the stages also read the
-sections owned by the core packages (`model`, `data`, `rewards`, `tracking`). `TrainRecipe` lists
+sections owned by the core packages (`model`, `data`, `prompt`, `rewards`, `tracking`). `TrainRecipe` lists
 exactly those: the stages take any object with them — in practice a `sayo.recipe.Recipe` loaded
 from one YAML file, the same one the CLI, `dvc repro` and the Kubeflow pipeline use. Defaults
 marked [ours] follow docs/method.md's paper-scale recipe where the paper is silent.
@@ -18,6 +18,7 @@ from sayo.config import check
 from sayo.data.config import DataConfig
 from sayo.loss import ADVANTAGE_SCALES, LOSS_TYPES, AdvantageScale, LossType
 from sayo.models.config import ModelConfig
+from sayo.prompts import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 
@@ -181,6 +182,8 @@ class TrainRecipe(Protocol):
     def model(self) -> ModelConfig: ...
     @property
     def data(self) -> DataConfig: ...
+    @property
+    def prompt(self) -> PromptConfig: ...
     @property
     def sft(self) -> SFTConfig: ...
     @property

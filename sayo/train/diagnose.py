@@ -118,7 +118,9 @@ def diagnose(
     picks = list(range(min(prompts, len(data))))
     samples, images = data.batch(picks)
     image_token_id = model.config.image_token_id
-    chunks = make_chunks(processor, samples, images, size, grpo.micro_batch_size, image_token_id, device)
+    chunks = make_chunks(
+        processor, samples, images, size, grpo.micro_batch_size, image_token_id, device, recipe.prompt
+    )
     sampled = sample(model, processor, chunks, grpo)
     scored = score(
         model,

@@ -113,6 +113,7 @@ def grpo_step(
         grpo.micro_batch_size,
         image_token_id,
         policy.device,
+        cfg.prompt,
     )
     sampled = sample(policy.model, policy.processor, prompts, grpo, policy.engine.generation_context())
     generated = time.perf_counter()

@@ -38,10 +38,11 @@ from sayo.data.schema import Sample
 from sayo.logprobs import token_kl, token_logprobs
 from sayo.loss import policy_loss
 from sayo.packing import PackedGroups, pack_groups, packable, rope_index_available
-from sayo.prompts import build_prompt_batch, prompt_region_mask, select_rows
-from sayo.rewards import accuracy_reward, combine_rewards, format_reward
+from sayo.prompts import PromptConfig, build_prompt_batch, prompt_region_mask, select_rows
+from sayo.rewards import accuracy_reward, combine_rewards
 from sayo.rewards.attention import AttentionOnRegion, attention_on_region, select_tokens
 from sayo.rewards.config import RewardConfig
+from sayo.rewards.format import format_rewards
 from sayo.sampling import decode_completions, generate_completions, generate_groups, stop_and_suppress
 from sayo.scoring import completion_logits, packed_completion_logits, score_rollouts
 from sayo.train import distributed
@@ -117,13 +118,14 @@ def make_chunks(
     micro_batch_size: int,
     image_token_id: int,
     device: str,
+    prompt: PromptConfig | None = None,
 ) -> list[PromptChunk]:
     """Split P prompts × G rollouts into chunks of processor inputs with their region masks.
 
     Each prompt's image is processed once: its G rows repeat the text tensors (`select_rows`) and
-    point at one copy of its patches (`SharedImages`).
+    point at one copy of its patches (`SharedImages`). `prompt` is the recipe's `prompt:` section.
     """
-    unique = build_prompt_batch(processor, samples, images)
+    unique = build_prompt_batch(processor, samples, images, prompt=prompt)
     total = len(samples) * group_size
     chunks = []
     for start in range(0, total, micro_batch_size):
@@ -317,6 +319,7 @@ def compute_rewards(chunks: Sequence[ScoredChunk], rewards: RewardConfig) -> Rew
     """Weighted total reward and its components, over all rollouts in row order."""
     samples = [s for c in chunks for s in c.sampled.prompt.samples]
     texts = [t for c in chunks for t in c.sampled.texts]
+    lengths = torch.cat([c.sampled.mask.sum(dim=1).cpu() for c in chunks])  # [B] tokens, EOS included
     region = [
         c.attention.reward.float().cpu() if c.attention is not None else torch.zeros(c.rows) for c in chunks
     ]
@@ -328,7 +331,7 @@ def compute_rewards(chunks: Sequence[ScoredChunk], rewards: RewardConfig) -> Rew
             [s.choices for s in samples],
             tolerance=rewards.numeric_tolerance,
         ),
-        "format": format_reward(texts),
+        "format": format_rewards(rewards.format.form, texts, lengths),
         "region_attention": torch.cat(region),
     }
     total, parts = combine_rewards(components, rewards.weights)

@@ -1,14 +1,20 @@
-"""LoRA adapters on the language decoder, and the reference policy they give for free.
+"""LoRA adapters (on the language decoder, or on every linear), and the reference policy they give for free.
 
 Why LoRA here: GRPO needs the policy and a frozen reference for the KL term (docs/method.md). With
 adapters the reference is the same network with the adapters switched off, so the 3B/7B recipes
 need no second copy of the weights; without LoRA, `frozen_copy` is the reference.
 
 Choices:
-- Adapters go on the language decoder only (`model.language_model.layers.N...`): the vision tower
-  has its own `*_proj`/`qkv` linears, and the method trains where answer tokens look, not what the
-  encoder sees. peft matches a string `target_modules` with `re.fullmatch`, so one regex built
-  from `LoraConfig.target_modules` keeps the vision tower out.
+- `model.lora.targets: language` (default): adapters on the language decoder only
+  (`model.language_model.layers.N...`): the vision tower has its own `*_proj`/`qkv` linears, and
+  the method trains where answer tokens look, not what the encoder sees. peft matches a string
+  `target_modules` with `re.fullmatch`, so one regex built from `LoraConfig.target_modules` keeps
+  the vision tower out.
+- `targets: all-linear`: peft's "all-linear" shorthand, what the authors' recipe passes
+  (`--lora_target_modules all-linear`, docs/method.md): every `nn.Linear` but the output head, the
+  vision tower's and its merger's included (the patch embedding is a Conv3d, so it stays out, in
+  sayo as in theirs). The tower then trains, so GRPO re-encodes images wherever a gradient or the
+  reference (adapters off) needs it (`sayo.vision.vision_trains`).
 - `task_type=None`: a plain `PeftModel` forwards every keyword (pixel_values, image_grid_thw)
   unchanged to the HF model, which `PeftModelForCausalLM`'s text-only signature does not promise.
 - `sayo.attention.AttentionCapture` hooks `self_attn.q_proj`/`k_proj`; peft replaces those with
@@ -53,22 +59,27 @@ def _check_targets(model: nn.Module, config: LoraConfig) -> None:
 
 
 def apply_lora(model: nn.Module, config: LoraConfig) -> nn.Module:
-    """Wrap `model` with LoRA adapters on its language decoder; the base weights are frozen.
+    """Wrap `model` with LoRA adapters where `config.targets` says; the base weights are frozen.
 
     Args:
-        model: an HF Qwen2.5-VL-family model (modified in place: peft injects the adapters).
-        config: rank, alpha, dropout and the short names of the target linears.
+        model: an HF Qwen2.5-VL / Qwen3-VL model (modified in place: peft injects the adapters).
+        config: rank, alpha, dropout, and the targets: the language decoder's `target_modules`, or
+            every linear layer but the output head (`all-linear`).
     Returns:
         the `peft.PeftModel`; only the adapter weights have `requires_grad=True`.
     """
     import peft
 
-    _check_targets(model, config)
+    if config.targets == "all-linear":
+        targets = "all-linear"  # peft expands it: every nn.Linear but the output embedding
+    else:
+        _check_targets(model, config)
+        targets = target_regex(config.target_modules)
     peft_config = peft.LoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
-        target_modules=target_regex(config.target_modules),
+        target_modules=targets,
         task_type=None,
     )
     return peft.get_peft_model(model, peft_config)

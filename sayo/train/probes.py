@@ -30,6 +30,7 @@ def log_probes(
         max_new_tokens=cfg.grpo.max_new_tokens,
         attention=cfg.rewards.attention,
         tolerance=cfg.rewards.numeric_tolerance,
+        prompt=cfg.prompt,
     )
     answers = answer_batch(
         policy.model,

@@ -148,7 +148,9 @@ def reading_check(
     for begin in range(0, len(kept), batch_size):
         part = kept[begin : begin + batch_size]
         batch_samples, batch_images = [s for s, _ in part], [img for _, img in part]
-        prompts = build_prompt_batch(processor, batch_samples, batch_images).to(model.device)
+        prompts = build_prompt_batch(processor, batch_samples, batch_images, prompt=recipe.prompt).to(
+            model.device
+        )
         targets = [sft_target(s, recipe.sft.reasoning) for s in batch_samples]
         ids, mask = encode_completions(tokenizer, targets)
         ids, mask = ids.to(model.device), mask.to(model.device)

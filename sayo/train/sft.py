@@ -26,7 +26,7 @@ from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
 from sayo.data.synthetic.search import direct_label
 from sayo.logprobs import token_logprobs
-from sayo.prompts import build_prompt_batch, chat_messages, formatted_answer
+from sayo.prompts import PromptConfig, build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
 from sayo.runtime import check_finite, seed_everything
 from sayo.sampling import encode_completions
@@ -122,7 +122,7 @@ def sft_loss(
     (docs/method.md, "SFT warm-up"); `attention=False` leaves the term out (the steps before
     `sft.attention_start`), `direct` teaches the targets without detours (`sft_target`).
     """
-    prompts = build_prompt_batch(processor, samples, images).to(device)
+    prompts = build_prompt_batch(processor, samples, images, prompt=cfg.prompt).to(device)
     targets = [sft_target(s, cfg.sft.reasoning, direct) for s in samples]
     ids, mask = encode_completions(processor.tokenizer, targets)
     ids, mask = ids.to(device), mask.to(device)
@@ -191,14 +191,16 @@ def answer_attention_share(
     return scores.logps, share
 
 
-def sample_lengths(data: GroundedDataset, processor: Any, reasoning: bool) -> list[int]:
+def sample_lengths(
+    data: GroundedDataset, processor: Any, reasoning: bool, prompt: PromptConfig | None = None
+) -> list[int]:
     """Tokens of each sample's prompt + target: its text tokens plus its image's visual tokens
     (from the image size and the processor's resize bounds), for length-grouped batches."""
     image_processor = processor.image_processor
     factor = image_processor.patch_size * image_processor.merge_size
     size = image_processor.size
     texts = [
-        processor.apply_chat_template(chat_messages(s, sft_target(s, reasoning)), tokenize=False)
+        processor.apply_chat_template(chat_messages(s, sft_target(s, reasoning), prompt), tokenize=False)
         for s in data.samples
     ]
     text_tokens = [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
@@ -239,7 +241,7 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
     train = GroundedDataset.load(cfg.data.path, cfg.data.train_split, cfg.data.max_samples)
     evals = GroundedDataset.load(cfg.data.path, cfg.data.eval_split) if cfg.sft.eval_every else None
     window = cfg.sft.length_grouping * cfg.sft.batch_size * distributed.world_size()
-    lengths = sample_lengths(train, policy.processor, cfg.sft.reasoning) if window else None
+    lengths = sample_lengths(train, policy.processor, cfg.sft.reasoning, cfg.prompt) if window else None
     sampler = EpochSampler(len(train), cfg.seed, lengths=lengths, window=window)
     stage_dir = Path(cfg.checkpoint.dir) / "sft"
     engine = policy.engine
