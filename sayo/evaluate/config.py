@@ -18,8 +18,8 @@ from sayo.models.config import ModelConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 
-BenchmarkType = Literal["dataset", "tsv"]
-BENCHMARK_TYPES = ("dataset", "tsv")
+BenchmarkType = Literal["dataset", "tsv", "hf"]
+BENCHMARK_TYPES = ("dataset", "tsv", "hf")
 Metric = Literal[
     "auto",
     "chartqa_relaxed",
@@ -27,6 +27,8 @@ Metric = Literal[
     "mc_vlmeval_circular",
     "mc_mme_realworld",
     "wemath",
+    "hallusionbench",
+    "mathvista",
     "math_equal",
     "exact",
     "by_answer_type",
@@ -40,9 +42,14 @@ class BenchmarkConfig:
     """One benchmark set."""
 
     name: str = "synthetic"  # used in metric names: <checkpoint>/<name>/accuracy
-    type: BenchmarkType = "dataset"  # dataset: a `sayo data build` directory | tsv: a VLMEvalKit TSV
-    path: str = "data/processed"  # dataset directory, or the .tsv file
-    split: str | None = "test"  # dataset split (train | val | test | None = all); ignored for tsv
+    # dataset: a `sayo data build` directory | tsv: a VLMEvalKit TSV | hf: a Hugging Face dataset
+    type: BenchmarkType = "dataset"
+    path: str = "data/processed"  # dataset directory, the .tsv file, or the hf dataset (docs/evaluation.md)
+    split: str | None = "test"  # dataset or hf split (None = all; an hf set needs one); ignored for tsv
+    subset: str = ""  # hf: the dataset's configuration name, if it has several
+    images: str = ""  # hf: directory of relative image paths (default: the dataset's directory)
+    # the paper's layout and prompt of a known set (`sayo.evaluate.presets`: chartqa, ai2d, ...); "" = none
+    preset: str = ""
     max_samples: int | None = None  # first N samples only (None = all)
     # auto picks the benchmark's official metric from its name (docs/evaluation.md); lenient is the
     # training reward's own matching
@@ -57,6 +64,10 @@ class BenchmarkConfig:
         check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
         check(self.metric in METRICS, "evaluate.benchmarks[].metric", self.metric, f"one of {METRICS}")
+        from sayo.evaluate.presets import PRESETS  # the presets import this module's types
+
+        check(not self.preset or self.preset in PRESETS, "evaluate.benchmarks[].preset", self.preset,
+              f"one of {sorted(PRESETS)} or empty")  # fmt: skip
 
 
 @dataclass
@@ -65,7 +76,13 @@ class EvalConfig:
 
     benchmarks: list[BenchmarkConfig] = field(
         default_factory=lambda: [BenchmarkConfig()]
-    )  # the sets answered
+    )  # the sets answered (before the suite's)
+    suite: str | None = (
+        None  # a built-in list of sets answered after `benchmarks` (sayo_paper; docs/evaluation.md)
+    )
+    suite_root: str = "data/benchmarks"  # the directory the suite's sets are expected under
+    suite_max_samples: int | None = None  # first N samples of each suite set (None = all)
+    allow_missing: bool = False  # skip (and report "not run") sets whose files are missing; --allow-missing
     checkpoints: list[str] = field(default_factory=list)  # "name=path" or "path"; --checkpoint overrides
     batch_size: int = 8  # prompts per generation batch
     max_new_tokens: int = 32  # answer length limit (also the registered model's default)
@@ -81,8 +98,19 @@ class EvalConfig:
     out_dir: str = "outputs/eval"  # metrics.json, per_sample.jsonl, report.html/.md, figures/
 
     def __post_init__(self) -> None:
-        check(bool(self.benchmarks), "evaluate.benchmarks", self.benchmarks, "needs at least one benchmark")
-        names = [b.name for b in self.benchmarks]
+        from sayo.evaluate.suite import SUITES
+
+        check(
+            self.suite is None or self.suite in SUITES,
+            "evaluate.suite",
+            self.suite,
+            f"one of {sorted(SUITES)} or null",
+        )
+        check(bool(self.benchmarks) or self.suite is not None, "evaluate.benchmarks", self.benchmarks,
+              "needs at least one benchmark (or evaluate.suite)")  # fmt: skip
+        check(self.suite_max_samples is None or self.suite_max_samples >= 1, "evaluate.suite_max_samples",
+              self.suite_max_samples, "must be >= 1 or null")  # fmt: skip
+        names = [b.name for b in self.all_benchmarks()]
         check(len(set(names)) == len(names), "evaluate.benchmarks", names, "names must be unique")
         for name in ("batch_size", "max_new_tokens", "n", "bootstrap_samples"):
             check(getattr(self, name) >= 1, f"evaluate.{name}", getattr(self, name), "must be >= 1")
@@ -93,6 +121,13 @@ class EvalConfig:
         )
         check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
         check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
+
+    def all_benchmarks(self) -> list[BenchmarkConfig]:
+        """`benchmarks`, then the suite's sets (under `suite_root`, cut to `suite_max_samples`)."""
+        from sayo.evaluate.suite import suite_benchmarks
+
+        extra = suite_benchmarks(self.suite, self.suite_root, self.suite_max_samples) if self.suite else []
+        return [*self.benchmarks, *extra]
 
 
 class EvaluateRecipe(Protocol):
