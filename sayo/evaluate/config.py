@@ -29,6 +29,7 @@ Metric = Literal[
     "wemath",
     "hallusionbench",
     "mathvista",
+    "wtq_denotation",
     "math_equal",
     "exact",
     "by_answer_type",

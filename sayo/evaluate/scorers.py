@@ -17,6 +17,7 @@ available as `lenient`, never the default. The metric used is recorded in `metri
 | `wemath` | We-Math's "Answer" rule equals the answer letter; plus the four-dimensional scores |
 | `hallusionbench` | VLMEvalKit's yes/no extraction equals the answer; plus aAcc, fAcc, qAcc |
 | `mathvista` | MathVista's rule-based extraction and normalisation (no GPT step), then `==` |
+| `wtq_denotation` | WikiTableQuestions denotation match (TableVQA-Bench VWTQ; `sayo.rewards.wtq`) |
 | `math_equal` | MATH-Vision's `is_equal` without LaTeX (options through `can_infer`) |
 | `exact` | equal after stripping and lower-casing (VLMEvalKit's `accuracy` method) |
 | `by_answer_type` | `mc_vlmeval` for choice, `chartqa_relaxed` for number, else `exact` |
@@ -46,6 +47,7 @@ from sayo.rewards.official import (
     yes_no,
     yes_no_answer,
 )
+from sayo.rewards.wtq import wtq_correct
 
 # `auto`: (fragment of the benchmark name lower-cased with only letters and digits kept, metric);
 # the first match wins, tried on the configured name, then on the file (or directory) name.
@@ -55,6 +57,7 @@ AUTO_METRICS: tuple[tuple[str, str], ...] = (
     ("wemath", "wemath"),
     ("hallusion", "hallusionbench"),
     ("mathvista", "mathvista"),
+    ("tablevqa", "wtq_denotation"),
     ("mathvision", "math_equal"),
     ("mathverse", "math_equal"),  # the official scoring is an LLM judge: the closest judge-free rule
     ("charxiv", "math_equal"),  # the official grading is an LLM judge: the closest judge-free rule
@@ -158,6 +161,8 @@ def _correct(metric: str, prediction: str, sample: Sample, tolerance: float) -> 
         ) == answer_letter(sample)
     if metric == "wemath":
         return wemath_choice(prediction) == answer_letter(sample)
+    if metric == "wtq_denotation":
+        return wtq_correct(prediction, sample.answer)
     if metric == "hallusionbench":
         return yes_no(prediction) == yes_no_answer(sample.answer)
     if metric == "math_equal":

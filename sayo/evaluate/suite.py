@@ -61,8 +61,7 @@ SAYO_PAPER: tuple[SuiteSet, ...] = (
     SuiteSet("MathVision", "mathvision", "MathVision", "MathLLMs/MathVision", "math_equal",
              judge="GPT-4 answer extraction"),
     SuiteSet("HallusionBench", "hallusionbench", "HallusionBench", "lmms-lab/HallusionBench", "hallusionbench"),
-    SuiteSet("TableVQA_vwtq", "tablevqa_vwtq", "TableVQA-Bench", "terryoo/TableVQA-Bench", "exact",
-             judge="WikiTableQuestions denotation matching (VLMEvalKit `TableVQABench`)"),
+    SuiteSet("TableVQA_vwtq", "tablevqa_vwtq", "TableVQA-Bench", "terryoo/TableVQA-Bench", "wtq_denotation"),
     SuiteSet("RealWorldQA", "realworldqa", "RealWorldQA", "lmms-lab/RealWorldQA", "by_answer_type"),
     SuiteSet("M3CoT", "m3cot", "M3CoT", "LightChen2333/M3CoT", "mc_vlmeval"),
 )  # fmt: skip
