@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.importers.coco import import_coco, import_refcoco
+from sayo.data.importers.hf import import_hf
 from sayo.data.importers.jsonl import import_jsonl
 from sayo.data.importers.synthetic import import_synthetic
 from sayo.data.importers.tsv import import_tsv
@@ -25,6 +26,7 @@ IMPORTERS: dict[str, Importer] = {
     "refcoco": import_refcoco,
     "tsv": import_tsv,
     "synthetic": import_synthetic,
+    "hf": import_hf,
 }
 
 
