@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from PIL import Image
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.dataset import GroundedDataset
 from sayo.data.importers import import_source
+from sayo.data.importers.hf import column_map, import_mapped
+from sayo.data.importers.hf_open import hub_cache
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
 from sayo.evaluate.config import BenchmarkConfig
@@ -63,6 +65,13 @@ class Benchmark:
 
 def missing(config: BenchmarkConfig) -> str | None:
     """Why the files of `config` are not there (where it looked), or None when they are."""
+    if config.type == "hf" and config.dataset:
+        cache = Path(hub_cache()) / f"datasets--{config.dataset.replace('/', '--')}"
+        return (
+            None
+            if cache.is_dir()
+            else f"dataset {config.dataset!r} is not in the local HF cache {cache.parent}"
+        )
     path = config.path
     if config.type == "hf" and glob.has_magic(path):
         return None if glob.glob(path) else f"no file matches {path}"
@@ -71,28 +80,41 @@ def missing(config: BenchmarkConfig) -> str | None:
 
 def load_benchmark(config: BenchmarkConfig) -> Benchmark:
     """Load one configured benchmark (the first `max_samples` samples) and resolve its metric."""
-    metric = resolve_metric(config.metric, config.name, config.path)
+    metric = resolve_metric(config.metric, config.name, config.path or config.dataset)
     if config.type == "dataset":
         data = GroundedDataset.load(config.path, config.split, config.max_samples)
         samples, images = data.batch(list(range(len(data))))
         bench = Benchmark(config.name, samples, images, metric)
     else:
-        source = _source(config)
         preset = PRESETS[config.preset] if config.preset else None
-        bench = _read(import_source(source, DataConfig(sources=[source])), config, metric, preset)
+        bench = _read(_import(config, preset), config, metric, preset)
     check_samples(metric, bench.samples, config.name)
     return bench
 
 
-def _source(config: BenchmarkConfig) -> SourceConfig:
+_UNUSED = "\x00"  # a column name no dataset has: the importer leaves that field alone
+
+
+def _import(config: BenchmarkConfig, preset: Preset | None) -> Iterator[Candidate | Problem]:
+    """The rows of a tsv or hf benchmark, read by the `data` stage's importers.
+
+    With a preset, the preset's columns must exist and the importer reads no options, answer
+    type or boxes of its own: the preset rebuilds the answer and options from the raw columns
+    (AI2D's answer is an option *index*, which the importer would read as an option's text).
+    """
     if config.type == "tsv":
-        return SourceConfig(type="tsv", path=config.path, name=config.name)
-    preset = PRESETS[config.preset] if config.preset else None
-    columns = {k: v for k, v in (preset.columns if preset else {}).items() if k != "options"}
-    return SourceConfig(
-        type="hf", path=config.path, name=config.name, split=config.split or "train",
-        subset=config.subset, images=config.images, columns=columns,
+        source = SourceConfig(type="tsv", path=config.path, name=config.name)
+        return import_source(source, DataConfig(sources=[source]))
+    source = SourceConfig(
+        type="hf", path="" if config.dataset else config.path, dataset=config.dataset, name=config.name,
+        split=config.split or "train", subset=config.subset, images=config.images,
+        columns={} if preset else dict(config.columns), bbox_format=config.bbox_format,
     )  # fmt: skip
+    if preset is None:
+        return import_source(source, DataConfig(sources=[source]))
+    mapping = {**column_map(source), "options": _UNUSED, "answer_type": _UNUSED, "bbox": _UNUSED}
+    mapping.update({k: v for k, v in preset.columns.items() if k != "options"})
+    return import_mapped(source, mapping, explicit=tuple(k for k in preset.columns if k != "options"))
 
 
 def _read(
@@ -143,6 +165,9 @@ def _with_preset(item: Candidate, preset: Preset) -> Candidate:
     options = listed(item.extra.get(options_column, "")) if options_column else None
     asked = preset.build(str(fields.get("question", "")), str(fields.get("answer", "")), options, item.extra)
     fields.update(question=asked.prompt, answer=asked.answer, choices=asked.choices)
+    for name, column in preset.columns.items():  # a metric column the importer consumed
+        if column in preset.meta and column not in item.extra and fields.get(name) is not None:
+            item.extra[column] = str(fields[name])
     fields["answer_type"] = (
         AnswerType.CHOICE.value if asked.choices else _typed(asked.answer, fields.get("answer_type"))
     )

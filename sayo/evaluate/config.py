@@ -47,7 +47,10 @@ class BenchmarkConfig:
     type: BenchmarkType = "dataset"
     path: str = "data/processed"  # dataset directory, the .tsv file, or the hf dataset (docs/evaluation.md)
     split: str | None = "test"  # dataset or hf split (None = all; an hf set needs one); ignored for tsv
+    dataset: str = ""  # hf: a dataset name in the local HF cache (e.g. "lmms-lab/ChartQA"), instead of path
     subset: str = ""  # hf: the dataset's configuration name, if it has several
+    columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
+    bbox_format: str = "xyxy"  # hf: xyxy | xywh | xyxy_norm | xywh_norm (declared, never guessed)
     images: str = ""  # hf: directory of relative image paths (default: the dataset's directory)
     # the paper's layout and prompt of a known set (`sayo.evaluate.presets`: chartqa, ai2d, ...); "" = none
     preset: str = ""

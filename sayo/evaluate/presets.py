@@ -18,6 +18,7 @@ line from `sayo.prompts`).
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -99,11 +100,15 @@ def options_in_text(text: str) -> list[str] | None:
 
 
 def listed(cell: str) -> list[str] | None:
-    """A list column read back from its text (`['a', 'b']`), or None."""
+    """A list column read back from its text (JSON as the `hf` importer writes it, or a Python
+    literal as a TSV holds it), or None."""
     try:
-        value = ast.literal_eval(cell.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
+        value = json.loads(cell)
+    except ValueError:
+        try:
+            value = ast.literal_eval(cell.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else None
 
 

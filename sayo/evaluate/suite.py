@@ -32,16 +32,15 @@ class SuiteSet:
     metric: str  # how it is scored (`evaluate.benchmarks[].metric`)
     judge: str = ""  # the official LLM-judge scoring, when the metric is its rule-based fallback
     config: str = ""  # the dataset's configuration name, when it has several
+    file: str = ""  # a data file inside `directory` to read instead of the whole directory
+    images: str = ""  # where the file's relative image paths point, inside `directory`
+    note: str = ""  # how to lay the set out, when a download alone does not do it
 
     def where_to_get(self, root: str) -> str:
         """The command that puts the set where the suite expects it (run once, with network)."""
         target = Path(root) / self.directory
-        args = f"{self.hub!r}" + (f", {self.config!r}" if self.config else "")
-        split = PRESETS[self.preset].split
-        return (
-            f'python -c "import datasets; datasets.load_dataset({args}, split={split!r})'
-            f".save_to_disk('{target}')\""
-        )
+        command = f"hf download {self.hub} --repo-type dataset --local-dir {target}"
+        return f"{command}; {self.note}" if self.note else command
 
 
 _JUDGE = "an LLM judge (GPT-4o)"
@@ -52,7 +51,9 @@ SAYO_PAPER: tuple[SuiteSet, ...] = (
     SuiteSet("VStarBench", "vstar", "vstar_bench", "craigwu/vstar_bench", "mc_vlmeval"),
     SuiteSet("CharXiv_reasoning", "charxiv", "CharXiv", "princeton-nlp/CharXiv", "math_equal", judge=_JUDGE),
     SuiteSet("MME-RealWorld-Lite", "mme_realworld_lite", "MME-RealWorld-Lite",
-             "yifanzhang114/MME-RealWorld-Lite", "mc_mme_realworld"),
+             "yifanzhang114/MME-RealWorld-Lite", "mc_mme_realworld", file="data/MME-RealWorld-Lite.json",
+             images="data/imgs", note="the authors' layout: data/MME-RealWorld-Lite.json, images unpacked "
+             "under data/imgs"),
     SuiteSet("WeMath", "wemath", "We-Math", "We-Math/We-Math", "wemath"),
     SuiteSet("MathVista", "mathvista", "MathVista", "AI4Math/MathVista", "mathvista",
              judge="GPT-4 answer extraction (the rule-based steps are kept)"),
@@ -81,7 +82,9 @@ def suite_benchmarks(suite: str, root: str, max_samples: int | None = None) -> l
         BenchmarkConfig(
             name=s.name,
             type="hf",
-            path=str(Path(root) / s.directory),
+            path=str(Path(root) / s.directory / s.file),
+            images=str(Path(root) / s.directory / s.images) if s.images else "",
+            subset=s.config,
             split=PRESETS[s.preset].split,
             preset=s.preset,
             metric=s.metric,  # type: ignore[arg-type]  # one of METRICS (tested)
