@@ -3,6 +3,7 @@ missing sets (`--allow-missing`), and bad input in the sets' own layouts (no mod
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -323,3 +324,35 @@ def test_cli_exits_2_on_a_missing_set_and_says_how_to_get_it(tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert "14 benchmark set(s) not found" in done.stderr
     assert f"hf download lmms-lab/ai2d --repo-type dataset --local-dir {tmp_path / 'ai2d'}" in done.stderr
+
+
+@pytest.mark.slow
+def test_sayo_evaluate_on_the_suite_fixtures_reports_official_metrics(tmp_path: Path) -> None:
+    """The round trip: `sayo evaluate` with the tiny policy over HF-format copies of the paper's sets,
+    one of them missing (--allow-missing): every present set scored with its official metric."""
+    from typer.testing import CliRunner
+
+    from sayo.cli import app
+
+    root = write_suite(tmp_path / "benchmarks", n=3, skip=("MathVerse",))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--config", "tiny", "--checkpoint", "base=tiny", "--no-progress", "--allow-missing",
+            "evaluate.benchmarks=[]", "evaluate.suite=sayo_paper", f"evaluate.suite_root={root}",
+            f"evaluate.out_dir={out}", "evaluate.max_new_tokens=6", "evaluate.batch_size=8",
+            "evaluate.bootstrap_samples=50", "evaluate.gallery_samples=0", "tracking.enabled=false", "device=cpu"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())["base"]
+    expected = {s.name: s.metric for s in SAYO_PAPER if s.name != "MathVerse"}
+    assert {name: cell["metric"] for name, cell in metrics.items()} == expected
+    assert all(cell["num_answers"] == 3 for cell in metrics.values())
+    assert set(metrics["HallusionBench"]["hallusionbench"]) >= {"aAcc", "fAcc", "qAcc"}
+    assert metrics["WeMath"]["wemath"]["num_problems"] == 1.0  # 2steps_1, 2steps_2 and 2steps_multi of one ID
+    assert "rule-based fallback" in metrics["CharXiv_reasoning"]["metric_note"]
+    report = (out / "report.md").read_text()
+    assert "| MathVerse | not run | not run |" in report
+    assert "| AI2D | scored with | mc_vlmeval |" in report
+    assert json.loads((out / "not_run.json").read_text())[0]["name"] == "MathVerse"
+    rows = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
+    ai2d = next(r for r in rows if r["benchmark"] == "AI2D")
+    assert ai2d["question"].startswith("Question:Which colour fills the picture?\nChoices:A: red\n")
