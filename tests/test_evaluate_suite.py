@@ -12,7 +12,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from paper_fixtures import SETS, chartqa, write_suite
+from paper_fixtures import SETS, ai2d, chartqa, write_suite
 
 from sayo.data.validate import DataValidationError
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
@@ -312,6 +312,17 @@ def test_bad_input_names_file_row_and_field(tmp_path: Path) -> None:
     )
     (line,) = _problem_lines(wrong_split)
     assert line == f"{broken}: split: Bad split: validation. Available splits: ['test']"
+
+    out_of_range = tmp_path / "ai2d"  # AI2D's answer is an option index; 7 names no option
+    rows = [ai2d(i) for i in range(2)]
+    rows[1]["answer"] = "7"
+    datasets.Dataset.from_list(rows).cast_column("image", datasets.Image()).to_parquet(
+        str(out_of_range / "data/test-0.parquet")
+    )
+    (line,) = _problem_lines(BenchmarkConfig(name="AI2D", type="hf", path=str(out_of_range), preset="ai2d"))
+    assert line == (
+        f"{out_of_range}[test]:2: answer: answer '7' names none of the 4 options ['red', 'green', 'blue', 'yellow']"
+    )
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from sayo.data.importers.hf_open import hub_cache
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
 from sayo.evaluate.config import BenchmarkConfig
-from sayo.evaluate.presets import PRESETS, Preset, listed
+from sayo.evaluate.presets import LETTERS, PRESETS, Preset, listed
 from sayo.evaluate.scorers import check_samples, resolve_metric
 from sayo.rewards import parse_number
 
@@ -158,12 +158,18 @@ def _read(
     return bench
 
 
-def _with_preset(item: Candidate, preset: Preset) -> Candidate:
-    """The candidate asked and answered as the paper's authors built it (`sayo.evaluate.presets`)."""
+def _with_preset(item: Candidate, preset: Preset) -> Candidate | Problem:
+    """The candidate asked and answered as the paper's authors built it (`sayo.evaluate.presets`),
+    or the problem of an answer that names none of the row's options."""
     fields = dict(item.fields)
     options_column = preset.columns.get("options")
     options = listed(item.extra.get(options_column, "")) if options_column else None
     asked = preset.build(str(fields.get("question", "")), str(fields.get("answer", "")), options, item.extra)
+    if asked.choices and asked.answer not in LETTERS[: len(asked.choices)]:
+        message = (
+            f"answer {fields.get('answer')!r} names none of the {len(asked.choices)} options {asked.choices}"
+        )
+        return Problem(item.file, item.line, preset.columns["answer"], message)
     fields.update(question=asked.prompt, answer=asked.answer, choices=asked.choices)
     for name, column in preset.columns.items():  # a metric column the importer consumed
         if column in preset.meta and column not in item.extra and fields.get(name) is not None:
