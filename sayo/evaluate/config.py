@@ -43,17 +43,15 @@ class BenchmarkConfig:
     """One benchmark set."""
 
     name: str = "synthetic"  # used in metric names: <checkpoint>/<name>/accuracy
-    # dataset: a `sayo data build` directory | tsv: a VLMEvalKit TSV | hf: a Hugging Face dataset
-    type: BenchmarkType = "dataset"
+    type: BenchmarkType = "dataset"  # dataset (`sayo data build` dir), tsv (VLMEvalKit), hf (Hugging Face)
     path: str = "data/processed"  # dataset directory, the .tsv file, or the hf dataset (docs/evaluation.md)
     split: str | None = "test"  # dataset or hf split (None = all; an hf set needs one); ignored for tsv
     dataset: str = ""  # hf: a dataset name in the local HF cache (e.g. "lmms-lab/ChartQA"), instead of path
     subset: str = ""  # hf: the dataset's configuration name, if it has several
     columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
-    bbox_format: str = "xyxy"  # hf: xyxy | xywh | xyxy_norm | xywh_norm (declared, never guessed)
+    bbox_format: str = "xyxy"  # hf: xyxy, xywh, xyxy_norm or xywh_norm (declared, never guessed)
     images: str = ""  # hf: directory of relative image paths (default: the dataset's directory)
-    # the paper's layout and prompt of a known set (`sayo.evaluate.presets`: chartqa, ai2d, ...); "" = none
-    preset: str = ""
+    preset: str = ""  # a paper set's layout and prompt (`sayo.evaluate.presets`: ai2d, ...); "" = none
     max_samples: int | None = None  # first N samples only (None = all)
     # auto picks the benchmark's official metric from its name (docs/evaluation.md); lenient is the
     # training reward's own matching
@@ -81,9 +79,7 @@ class EvalConfig:
     benchmarks: list[BenchmarkConfig] = field(
         default_factory=lambda: [BenchmarkConfig()]
     )  # the sets answered (before the suite's)
-    suite: str | None = (
-        None  # a built-in list of sets answered after `benchmarks` (sayo_paper; docs/evaluation.md)
-    )
+    suite: str | None = None  # built-in sets answered after `benchmarks` (sayo_paper; docs/evaluation.md)
     suite_root: str = "data/benchmarks"  # the directory the suite's sets are expected under
     suite_max_samples: int | None = None  # first N samples of each suite set (None = all)
     allow_missing: bool = False  # skip (and report "not run") sets whose files are missing; --allow-missing
