@@ -27,7 +27,7 @@ def rows(n: int = 4, size: tuple[int, int] = (64, 48)) -> list[dict[str, Any]]:
             "image": {"bytes": png(COLOURS[i % len(COLOURS)], size), "path": None},
             "question": f"What colour is the square {i}?",
             "answer": COLOURS[i % len(COLOURS)],
-            "bbox": [1.0 + i, 2.0, 30.0, 40.0],
+            "bbox": [1.0 + i % 8, 2.0, 30.0, 40.0],
         }
         for i in range(n)
     ]

@@ -191,3 +191,20 @@ def test_config_rejects_ambiguous_sources() -> None:
         SourceConfig(type="hf", path="x.parquet", columns={"picture": "img"})
     with pytest.raises(ValueError, match="bbox_format"):
         SourceConfig(type="tsv", path="x.tsv", bbox_format="xyxy_norm")
+
+
+def test_checks_run_in_worker_processes_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PARALLEL_FROM items the checks run in a pool; order, ids, problems and images are unchanged."""
+    from sayo.data import checking
+
+    monkeypatch.setattr(checking, "PARALLEL_FROM", 32)
+    monkeypatch.setattr(checking, "CHUNK", 8)
+    records = rows(150)
+    records[100]["bbox"] = [0.0, 0.0, 99.0, 10.0]  # outside the 64x48 image
+    pq.write_table(dataset(records).data.table, str(tmp_path / "big.parquet"))
+    source = SourceConfig(type="hf", path=str(tmp_path / "big.parquet"))
+    result = build(_config(tmp_path, source), skip_invalid=True, progress=False)
+    ids = [json.loads(line)["id"] for line in (tmp_path / "ds" / "manifest.jsonl").read_text().splitlines()]
+    assert ids == [f"hf-q{i}" for i in range(150) if i != 100]
+    assert [(p.line, p.field) for p in result.rejected] == [(101, "regions[0].bbox")]
+    assert len(list((tmp_path / "ds" / "images").iterdir())) == 4  # four colours, stored once each

@@ -53,6 +53,7 @@ class SourceConfig:
     subset: str = ""  # hf: the dataset's configuration (subset) name, if it has several
     split: str = "train"  # hf: which split to read (files without splits have only "train")
     columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
+    fill_to: int | None = None  # stop this source once the dataset holds this many samples (null = all)
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
@@ -73,6 +74,8 @@ class SourceConfig:
         unknown = sorted(set(self.columns) - set(HF_FIELDS))
         if unknown:
             fail("source.columns", self.columns, f"unknown field(s) {unknown}; allowed: {list(HF_FIELDS)}")
+        if self.fill_to is not None and (isinstance(self.fill_to, bool) or self.fill_to < 1):
+            fail(f"source[{self.label}].fill_to", self.fill_to, "must be an integer >= 1 or null")
         if not self.split:
             fail("source.split", self.split, "must name a split (e.g. 'train')")
 

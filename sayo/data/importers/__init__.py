@@ -17,9 +17,9 @@ from sayo.data.importers.hf import import_hf
 from sayo.data.importers.jsonl import import_jsonl
 from sayo.data.importers.synthetic import import_synthetic
 from sayo.data.importers.tsv import import_tsv
-from sayo.data.validate import Candidate, Problem
+from sayo.data.validate import Candidate, Dropped, Problem
 
-Importer = Callable[[SourceConfig, DataConfig], Iterator[Candidate | Problem]]
+Importer = Callable[[SourceConfig, DataConfig], Iterator[Candidate | Problem | Dropped]]
 IMPORTERS: dict[str, Importer] = {
     "jsonl": import_jsonl,
     "coco": import_coco,
@@ -30,7 +30,7 @@ IMPORTERS: dict[str, Importer] = {
 }
 
 
-def import_source(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem]:
+def import_source(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem | Dropped]:
     """Every candidate sample (or problem) of one configured source, in file order."""
     return IMPORTERS[source.type](source, config)
 
