@@ -32,7 +32,7 @@ from sayo.data.importers import import_source
 from sayo.data.importers.hf import column_map, import_mapped
 from sayo.data.importers.hf_open import hub_cache
 from sayo.data.schema import AnswerType, Sample
-from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
+from sayo.data.validate import Candidate, DataValidationError, Dropped, Problem, check_candidate
 from sayo.evaluate.config import BenchmarkConfig
 from sayo.evaluate.presets import LETTERS, PRESETS, Preset, listed
 from sayo.evaluate.scorers import check_samples, resolve_metric
@@ -95,7 +95,7 @@ def load_benchmark(config: BenchmarkConfig) -> Benchmark:
 _UNUSED = "\x00"  # a column name no dataset has: the importer leaves that field alone
 
 
-def _import(config: BenchmarkConfig, preset: Preset | None) -> Iterator[Candidate | Problem]:
+def _import(config: BenchmarkConfig, preset: Preset | None) -> Iterator[Candidate | Problem | Dropped]:
     """The rows of a tsv or hf benchmark, read by the `data` stage's importers.
 
     With a preset, the preset's columns must exist and the importer reads no options, answer
@@ -118,7 +118,10 @@ def _import(config: BenchmarkConfig, preset: Preset | None) -> Iterator[Candidat
 
 
 def _read(
-    items: Iterable[Candidate | Problem], config: BenchmarkConfig, metric: str, preset: Preset | None
+    items: Iterable[Candidate | Problem | Dropped],
+    config: BenchmarkConfig,
+    metric: str,
+    preset: Preset | None,
 ) -> Benchmark:
     """Validate the imported rows (all problems reported together) into a benchmark."""
     bench = Benchmark(config.name, [], [], metric)
@@ -127,6 +130,8 @@ def _read(
     for item in items:
         if config.type == "hf" and len(bench.samples) == (config.max_samples or -1) and not problems:
             break  # a stream: read no further
+        if isinstance(item, Dropped):
+            continue  # a documented exclusion of the data stage (no tsv or hf row is dropped)
         if isinstance(item, Candidate) and preset is not None:
             item = _with_preset(item, preset)
         checked = item if isinstance(item, Problem) else check_candidate(item)
