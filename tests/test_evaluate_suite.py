@@ -367,3 +367,20 @@ def test_sayo_evaluate_on_the_suite_fixtures_reports_official_metrics(tmp_path: 
     rows = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
     ai2d = next(r for r in rows if r["benchmark"] == "AI2D")
     assert ai2d["question"].startswith("Question:Which colour fills the picture?\nChoices:A: red\n")
+
+
+def test_a_benchmark_from_the_local_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hf_fixtures import fake_hub_cache
+
+    from sayo.evaluate.benchmarks import missing
+
+    records = [chartqa(i) for i in range(3)]
+    data = datasets.Dataset.from_list(records).cast_column("image", datasets.Image())
+    fake_hub_cache(tmp_path / "hub", "lmms-lab/ChartQA", {"test": data})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = BenchmarkConfig(name="ChartQA", type="hf", path="", dataset="lmms-lab/ChartQA", preset="chartqa")
+    assert missing(config) is None
+    bench = load_benchmark(config)
+    assert bench.metric == "chartqa_relaxed" and [s.answer for s in bench.samples] == ["10", "11", "12"]
+    absent = BenchmarkConfig(name="x", type="hf", path="", dataset="org/absent")
+    assert missing(absent) == f"dataset 'org/absent' is not in the local HF cache {tmp_path / 'hub'}"
