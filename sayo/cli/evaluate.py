@@ -26,9 +26,18 @@ def evaluate_command(
     overrides: Overrides = None,
     checkpoint: CheckpointOption = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing", help="skip sets whose files are missing; the report marks them 'not run'"
+        ),
+    ] = False,
 ) -> None:
     """Answer the benchmark sets with one or more checkpoints; write metrics, report and figures."""
-    result = evaluate(recipe_from(config, overrides), checkpoint or None, progress=progress)
+    recipe = recipe_from(config, overrides)
+    if allow_missing:
+        recipe.evaluate.allow_missing = True
+    result = evaluate(recipe, checkpoint or None, progress=progress)
     for name, benches in result.metrics.items():
         for bench, values in benches.items():
             typer.echo(
@@ -38,6 +47,8 @@ def evaluate_command(
                 f"attention-on-region {values['region_attention']:.3f} "
                 f"(lift over uniform {values['attention_lift']:+.3f})"
             )
+    for skipped in result.not_run:
+        typer.echo(f"{'':>12} {skipped.name:<16} not run: {skipped.reason}; to get it: {skipped.how}")
     for line in comparison_lines(result):
         typer.echo(line)
     typer.echo(

@@ -27,12 +27,13 @@ from tqdm import tqdm
 
 from sayo.data import layout
 from sayo.data.card import dataset_card, pick_preview, preview_grid
+from sayo.data.checking import Checked, Job, check_all
 from sayo.data.config import SPLIT_NAMES, DataConfig, SplitConfig
 from sayo.data.importers import import_source
 from sayo.data.schema import Sample
 from sayo.data.staging import DATA, staging_root, swap_in, sweep_stale
 from sayo.data.stats import compute_stats
-from sayo.data.validate import Candidate, DataValidationError, Problem, check_candidate
+from sayo.data.validate import DataValidationError, Dropped, Problem
 from sayo.viz import save_png
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class _Collected:
     groups: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # id -> "file:line" of its first occurrence
+    dropped: list[Dropped] = field(default_factory=list)  # rows left out by an importer's rule
 
 
 def unit_hash(*parts: object) -> float:
@@ -77,36 +79,35 @@ def assign_split(group: str, seed: int, splits: SplitConfig) -> str:
     return "val" if u < splits.train + splits.val else "test"
 
 
-def _accept(candidate: Candidate, weight: float, config: DataConfig, into: _Collected, staging: Path) -> None:
-    checked = check_candidate(candidate)
-    if isinstance(checked, list):
-        into.problems.extend(checked)
-        return
-    sample, image = checked
-    where = f"{candidate.file}:{candidate.line}"
+def _accept(checked: Checked, into: _Collected) -> None:
+    sample = checked.sample
     if sample.id in into.seen:
         message = f"duplicate id {sample.id!r} (first at {into.seen[sample.id]})"
-        into.problems.append(Problem(candidate.file, candidate.line, "id", message))
+        into.problems.append(Problem(checked.file, checked.line, "id", message))
         return
-    into.seen[sample.id] = where
-    n = copies(weight, config.seed, sample.source, sample.id)
-    if n and not (staging / image.relpath).exists():  # content-addressed: identical bytes stored once
-        (staging / image.relpath).write_bytes(image.data)
-    for k in range(n):
+    into.seen[sample.id] = f"{checked.file}:{checked.line}"
+    for k in range(checked.copies):
         into.samples.append(sample if k == 0 else sample.model_copy(update={"id": f"{sample.id}~r{k}"}))
-        into.groups.append(candidate.group or sample.id)
+        into.groups.append(checked.group or sample.id)
 
 
 def _collect(config: DataConfig, staging: Path, progress: bool) -> _Collected:
     collected = _Collected()
     (staging / "images").mkdir()
     for source in config.sources:
-        items = import_source(source, config)
-        for item in tqdm(items, desc=f"import {source.label}", unit=" samples", disable=not progress):
-            if isinstance(item, Problem):
-                collected.problems.append(item)
+        job = Job(str(staging), source.weight, config.seed)
+        # the synthetic source already draws in worker processes; its checks stay in this one
+        workers = 1 if source.type == "synthetic" else min(4, os.cpu_count() or 1)
+        results = check_all(import_source(source, config), job, workers)
+        for result in tqdm(results, desc=f"import {source.label}", unit=" samples", disable=not progress):
+            if isinstance(result, Problem):
+                collected.problems.append(result)
+            elif isinstance(result, Dropped):
+                collected.dropped.append(result)
             else:
-                _accept(item, source.weight, config, collected, staging)
+                _accept(result, collected)
+            if source.fill_to and len(collected.samples) >= source.fill_to:
+                break
     return collected
 
 
@@ -127,7 +128,10 @@ def _write_outputs(
         chosen = (line for line, split in zip(lines, splits, strict=True) if split == name)
         _write_jsonl(staging / layout.split_file(name), chosen)
     _write_jsonl(staging / layout.REJECTED, (json.dumps(p.to_dict()) for p in collected.problems))
-    stats = compute_stats(collected.samples, splits, rejected=len(collected.problems))
+    _write_jsonl(staging / layout.DROPPED, (json.dumps(d.to_dict()) for d in collected.dropped))
+    stats = compute_stats(
+        collected.samples, splits, rejected=len(collected.problems), dropped=collected.dropped
+    )
     (staging / layout.STATS).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     (staging / layout.CARD).write_text(dataset_card(config, stats), encoding="utf-8")
     save_png(

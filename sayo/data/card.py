@@ -53,7 +53,8 @@ def dataset_card(config: DataConfig, stats: dict[str, Any]) -> str:
         "# Dataset card",
         "",
         f"{stats['num_samples']} samples on {stats['num_images']} distinct images, "
-        f"{stats['num_regions']} annotated regions; {stats['num_rejected']} input problem(s) rejected.",
+        f"{stats['num_regions']} annotated regions; {stats['num_rejected']} input problem(s) rejected, "
+        f"{stats.get('num_dropped', 0)} row(s) dropped by an importer's rule (`dropped.jsonl`).",
         "",
         "## Sources",
         *sources,

@@ -22,27 +22,45 @@ from typing import Literal, get_args
 from sayo.config import fail
 from sayo.data.synthetic import SyntheticConfig
 
-SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic"]
+SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic", "hf"]
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+BBOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "xyxy_norm", "xywh_norm")  # _norm: fractions of w/h
+HF_FIELDS: tuple[str, ...] = (
+    "id",
+    "image",
+    "question",
+    "answer",
+    "bbox",
+    "options",
+    "category",
+    "answer_type",
+)
 
 
 @dataclass
 class SourceConfig:
     """One input of the dataset; `path` is resolved against the config file's directory."""
 
-    type: str = "synthetic"  # jsonl | coco | refcoco | tsv | synthetic
-    path: str = ""  # jsonl/tsv file, COCO instances JSON; unused for synthetic
+    type: str = "synthetic"  # jsonl | coco | refcoco | tsv | synthetic | hf
+    path: str = ""  # jsonl/tsv file, COCO JSON; hf: a dataset directory, parquet/arrow/jsonl file or glob
     name: str = ""  # label in `Sample.source` and stats; defaults to the type
     weight: float = 1.0  # 1 = all samples, <1 subsample, >1 repeat (see module docstring)
     images: str = ""  # image directory for jsonl/coco/refcoco (default: the file's directory)
     refs: str = ""  # refcoco: the referring-expressions JSON (list of refs)
-    bbox_format: str = "xyxy"  # tsv bbox column: xyxy | xywh
+    bbox_format: str = "xyxy"  # tsv/hf bbox column: xyxy | xywh (hf also xyxy_norm | xywh_norm, in [0, 1])
+    dataset: str = ""  # hf: a dataset name in the local HF cache (e.g. "lmms-lab/ChartQA"), instead of path
+    subset: str = ""  # hf: the dataset's configuration (subset) name, if it has several
+    split: str = "train"  # hf: which split to read (files without splits have only "train")
+    columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
+    fill_to: int | None = None  # stop this source once the dataset holds this many samples (null = all)
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
             fail("source.type", self.type, f"must be one of {list(SOURCE_TYPES)}")
-        if self.type != "synthetic" and not self.path:
+        if self.type == "hf" and bool(self.path) == bool(self.dataset):
+            fail("source.path", self.path, "an 'hf' source needs exactly one of path and dataset")
+        if self.type not in ("synthetic", "hf") and not self.path:
             fail("source.path", self.path, f"a {self.type!r} source needs a path")
         if self.type == "refcoco" and not self.refs:
             fail("source.refs", self.refs, "a 'refcoco' source needs the refs JSON file")
@@ -50,8 +68,16 @@ class SourceConfig:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             fail(f"source[{self.label}].weight", w, "must be a finite number > 0")
         self.weight = float(w)
-        if self.bbox_format not in ("xyxy", "xywh"):
-            fail("source.bbox_format", self.bbox_format, "must be 'xyxy' or 'xywh'")
+        formats = BBOX_FORMATS if self.type == "hf" else BBOX_FORMATS[:2]
+        if self.bbox_format not in formats:
+            fail("source.bbox_format", self.bbox_format, f"must be one of {list(formats)}")
+        unknown = sorted(set(self.columns) - set(HF_FIELDS))
+        if unknown:
+            fail("source.columns", self.columns, f"unknown field(s) {unknown}; allowed: {list(HF_FIELDS)}")
+        if self.fill_to is not None and (isinstance(self.fill_to, bool) or self.fill_to < 1):
+            fail(f"source[{self.label}].fill_to", self.fill_to, "must be an integer >= 1 or null")
+        if not self.split:
+            fail("source.split", self.split, "must name a split (e.g. 'train')")
 
     @property
     def label(self) -> str:

@@ -7,6 +7,7 @@ one place for the names keeps both ends in step.
     <dataset>/{train,val,test}.jsonl the same samples, one file per split
     <dataset>/images/<sha256>.<ext> content-addressed images (identical bytes stored once)
     <dataset>/stats.json, dataset_card.md, preview.png, rejected.jsonl (with --skip-invalid)
+    <dataset>/dropped.jsonl          rows an importer's rule left out (counted in stats.json)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ STATS = "stats.json"
 CARD = "dataset_card.md"
 PREVIEW = "preview.png"
 REJECTED = "rejected.jsonl"
+DROPPED = "dropped.jsonl"  # rows importers leave out by a documented rule (docs/data.md)
 
 
 def split_file(split: str) -> str:

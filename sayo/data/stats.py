@@ -16,6 +16,7 @@ from typing import Any
 
 from sayo.data.config import SPLIT_NAMES
 from sayo.data.schema import Sample
+from sayo.data.validate import Dropped
 
 BOX_SIDE_EDGES = [0, 8, 16, 32, 64, 128, 256, 512, 1024]  # px; sqrt(box area); last bin is open
 AREA_FRACTION_EDGES = [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]  # box area / image area
@@ -47,8 +48,20 @@ def _counts(values: Sequence[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
 
 
-def compute_stats(samples: Sequence[Sample], splits: Sequence[str], rejected: int = 0) -> dict[str, Any]:
-    """All of `stats.json` for `samples` (with `splits[i]` the split of `samples[i]`)."""
+def _dropped(dropped: Sequence[Dropped]) -> dict[str, dict[str, int]]:
+    by_source: dict[str, Counter[str]] = {}
+    for row in dropped:
+        by_source.setdefault(row.source or "-", Counter())[row.reason] += 1
+    return {source: dict(sorted(counts.items())) for source, counts in sorted(by_source.items())}
+
+
+def compute_stats(
+    samples: Sequence[Sample], splits: Sequence[str], rejected: int = 0, dropped: Sequence[Dropped] = ()
+) -> dict[str, Any]:
+    """All of `stats.json` for `samples` (with `splits[i]` the split of `samples[i]`).
+
+    `dropped` (rows importers left out by rule) are counted per source and reason.
+    """
     sides, fractions = _box_measures(samples)
     sizes = [f"{s.image_size[0]}x{s.image_size[1]}" for s in samples if s.image_size]
     widths = [s.image_size[0] for s in samples if s.image_size]
@@ -58,6 +71,8 @@ def compute_stats(samples: Sequence[Sample], splits: Sequence[str], rejected: in
         "num_images": len({s.image for s in samples}),
         "num_regions": len(sides),
         "num_rejected": rejected,
+        "num_dropped": len(dropped),
+        "dropped": _dropped(dropped),
         "per_split": {name: sum(1 for s in splits if s == name) for name in SPLIT_NAMES},
         "per_source": _counts([s.source for s in samples]),
         "per_source_split": {

@@ -15,6 +15,7 @@ import hashlib
 import io
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +44,27 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (a row of `rejected.jsonl`)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A row an importer leaves out by its documented rule (docs/data.md), not an input error.
+
+    Why not a `Problem`: some sources hold rows that a documented rule excludes (a GQA question
+    whose object cannot be resolved, a ReFocus row without focus areas, an authors' token range
+    that left its grid); they must not fail the build, and must not vanish either: the build
+    counts them per source and reason in `stats.json` and lists them in `dropped.jsonl`.
+    """
+
+    file: str
+    line: int
+    reason: str  # a short key, counted in stats.json ("no_referent", "no_focus_area", ...)
+    detail: str  # what exactly, for dropped.jsonl
+    source: str = ""  # the source's label (set by the importer)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (a row of `dropped.jsonl`)."""
         return asdict(self)
 
 
@@ -137,14 +159,19 @@ def _field_problems(fields: dict[str, Any], size: tuple[int, int] | None) -> lis
     return found
 
 
-def check_candidate(candidate: Candidate) -> tuple[Sample, StoredImage] | list[Problem]:
-    """Validate one imported sample: the sample (image path set) and its image, or its problems."""
+def check_candidate(
+    candidate: Candidate, inspect: Callable[[bytes], StoredImage] = inspect_image
+) -> tuple[Sample, StoredImage] | list[Problem]:
+    """Validate one imported sample: the sample (image path set) and its image, or its problems.
+
+    `inspect` decodes the image; a caller that sees one image many times may pass a memoised one.
+    """
 
     def problem(field_name: str, message: str) -> Problem:
         return Problem(candidate.file, candidate.line, field_name, message)
 
     try:
-        image: StoredImage | None = inspect_image(candidate.image)
+        image: StoredImage | None = inspect(candidate.image)
     except Exception as error:  # PIL raises many types for bad bytes
         image = None
         found = [problem("image", f"unreadable image: {type(error).__name__}: {error}")]

@@ -19,8 +19,8 @@ from sayo.prompts import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 
-BenchmarkType = Literal["dataset", "tsv"]
-BENCHMARK_TYPES = ("dataset", "tsv")
+BenchmarkType = Literal["dataset", "tsv", "hf"]
+BENCHMARK_TYPES = ("dataset", "tsv", "hf")
 Metric = Literal[
     "auto",
     "chartqa_relaxed",
@@ -28,6 +28,9 @@ Metric = Literal[
     "mc_vlmeval_circular",
     "mc_mme_realworld",
     "wemath",
+    "hallusionbench",
+    "mathvista",
+    "wtq_denotation",
     "math_equal",
     "exact",
     "by_answer_type",
@@ -41,9 +44,15 @@ class BenchmarkConfig:
     """One benchmark set."""
 
     name: str = "synthetic"  # used in metric names: <checkpoint>/<name>/accuracy
-    type: BenchmarkType = "dataset"  # dataset: a `sayo data build` directory | tsv: a VLMEvalKit TSV
-    path: str = "data/processed"  # dataset directory, or the .tsv file
-    split: str | None = "test"  # dataset split (train | val | test | None = all); ignored for tsv
+    type: BenchmarkType = "dataset"  # dataset (`sayo data build` dir), tsv (VLMEvalKit), hf (Hugging Face)
+    path: str = "data/processed"  # dataset directory, the .tsv file, or the hf dataset (docs/evaluation.md)
+    split: str | None = "test"  # dataset or hf split (None = all; an hf set needs one); ignored for tsv
+    dataset: str = ""  # hf: a dataset name in the local HF cache (e.g. "lmms-lab/ChartQA"), instead of path
+    subset: str = ""  # hf: the dataset's configuration name, if it has several
+    columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
+    bbox_format: str = "xyxy"  # hf: xyxy, xywh, xyxy_norm or xywh_norm (declared, never guessed)
+    images: str = ""  # hf: directory of relative image paths (default: the dataset's directory)
+    preset: str = ""  # a paper set's layout and prompt (`sayo.evaluate.presets`: ai2d, ...); "" = none
     max_samples: int | None = None  # first N samples only (None = all)
     # auto picks the benchmark's official metric from its name (docs/evaluation.md); lenient is the
     # training reward's own matching
@@ -58,6 +67,10 @@ class BenchmarkConfig:
         check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
         check(self.metric in METRICS, "evaluate.benchmarks[].metric", self.metric, f"one of {METRICS}")
+        from sayo.evaluate.presets import PRESETS  # the presets import this module's types
+
+        check(not self.preset or self.preset in PRESETS, "evaluate.benchmarks[].preset", self.preset,
+              f"one of {sorted(PRESETS)} or empty")  # fmt: skip
 
 
 @dataclass
@@ -66,7 +79,11 @@ class EvalConfig:
 
     benchmarks: list[BenchmarkConfig] = field(
         default_factory=lambda: [BenchmarkConfig()]
-    )  # the sets answered
+    )  # the sets answered (before the suite's)
+    suite: str | None = None  # built-in sets answered after `benchmarks` (sayo_paper; docs/evaluation.md)
+    suite_root: str = "data/benchmarks"  # the directory the suite's sets are expected under
+    suite_max_samples: int | None = None  # first N samples of each suite set (None = all)
+    allow_missing: bool = False  # skip (and report "not run") sets whose files are missing; --allow-missing
     checkpoints: list[str] = field(default_factory=list)  # "name=path" or "path"; --checkpoint overrides
     batch_size: int = 8  # prompts per generation batch
     max_new_tokens: int = 32  # answer length limit (also the registered model's default)
@@ -82,8 +99,19 @@ class EvalConfig:
     out_dir: str = "outputs/eval"  # metrics.json, per_sample.jsonl, report.html/.md, figures/
 
     def __post_init__(self) -> None:
-        check(bool(self.benchmarks), "evaluate.benchmarks", self.benchmarks, "needs at least one benchmark")
-        names = [b.name for b in self.benchmarks]
+        from sayo.evaluate.suite import SUITES
+
+        check(
+            self.suite is None or self.suite in SUITES,
+            "evaluate.suite",
+            self.suite,
+            f"one of {sorted(SUITES)} or null",
+        )
+        check(bool(self.benchmarks) or self.suite is not None, "evaluate.benchmarks", self.benchmarks,
+              "needs at least one benchmark (or evaluate.suite)")  # fmt: skip
+        check(self.suite_max_samples is None or self.suite_max_samples >= 1, "evaluate.suite_max_samples",
+              self.suite_max_samples, "must be >= 1 or null")  # fmt: skip
+        names = [b.name for b in self.all_benchmarks()]
         check(len(set(names)) == len(names), "evaluate.benchmarks", names, "names must be unique")
         for name in ("batch_size", "max_new_tokens", "n", "bootstrap_samples"):
             check(getattr(self, name) >= 1, f"evaluate.{name}", getattr(self, name), "must be >= 1")
@@ -94,6 +122,13 @@ class EvalConfig:
         )
         check(0 < self.confidence < 1, "evaluate.confidence", self.confidence, "must be in (0, 1)")
         check(self.gallery_samples >= 0, "evaluate.gallery_samples", self.gallery_samples, "must be >= 0")
+
+    def all_benchmarks(self) -> list[BenchmarkConfig]:
+        """`benchmarks`, then the suite's sets (under `suite_root`, cut to `suite_max_samples`)."""
+        from sayo.evaluate.suite import suite_benchmarks
+
+        extra = suite_benchmarks(self.suite, self.suite_root, self.suite_max_samples) if self.suite else []
+        return [*self.benchmarks, *extra]
 
 
 class EvaluateRecipe(Protocol):

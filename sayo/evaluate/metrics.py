@@ -196,6 +196,50 @@ def _wemath_draw(records: Sequence[Record]) -> dict[str, float]:
     return out
 
 
+HALLUSION_KEYS = ("category", "subcategory", "set_id")  # with figure_id (fAcc) or question_id (qAcc)
+
+
+def hallusion_scores(records: Sequence[Record]) -> dict[str, float]:
+    """HallusionBench's aAcc, fAcc and qAcc (as fractions), averaged over the `n` draws.
+
+    aAcc: the share of questions answered correctly. fAcc: the share of figures (category,
+    subcategory, `set_id`, `figure_id`) whose questions are all answered correctly. qAcc: the share
+    of questions (category, subcategory, `set_id`, `question_id`) answered correctly on every figure
+    they are asked about (the original and the edited one). Records without these columns count
+    only in aAcc.
+    """
+    draws = sorted({int(r.get("draw", 0)) for r in records})
+    per_draw = [_hallusion_draw([r for r in records if int(r.get("draw", 0)) == d]) for d in draws]
+    if not per_draw:
+        return {
+            "aAcc": math.nan,
+            "fAcc": math.nan,
+            "qAcc": math.nan,
+            "num_figures": 0.0,
+            "num_questions": 0.0,
+        }
+    return {key: float(np.mean([d[key] for d in per_draw])) for key in per_draw[0]}
+
+
+def _hallusion_draw(records: Sequence[Record]) -> dict[str, float]:
+    figures: dict[tuple[str, ...], list[bool]] = {}
+    questions: dict[tuple[str, ...], list[bool]] = {}
+    for r in records:
+        meta = r.get("meta") or {}
+        if not all(meta.get(k) not in (None, "") for k in (*HALLUSION_KEYS, "figure_id", "question_id")):
+            continue
+        group = tuple(str(meta[k]) for k in HALLUSION_KEYS)
+        figures.setdefault((*group, str(meta["figure_id"])), []).append(bool(r["correct"]))
+        questions.setdefault((*group, str(meta["question_id"])), []).append(bool(r["correct"]))
+    return {
+        "aAcc": _mean([float(r["correct"]) for r in records]),
+        "fAcc": _mean([float(all(v)) for v in figures.values()]),
+        "qAcc": _mean([float(all(v)) for v in questions.values()]),
+        "num_figures": float(len(figures)),
+        "num_questions": float(len(questions)),
+    }
+
+
 def json_safe(nested: Any) -> Any:
     """NaN → None, recursively, so metrics.json is strict JSON (DVC and browsers reject NaN)."""
     if isinstance(nested, Mapping):

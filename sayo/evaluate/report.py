@@ -36,6 +36,9 @@ ROW_METRICS = (
 
 
 EXTRA_ROWS = (  # benchmark scores beyond accuracy: (section, key, label)
+    ("hallusionbench", "aAcc", "HallusionBench aAcc"),
+    ("hallusionbench", "fAcc", "HallusionBench fAcc"),
+    ("hallusionbench", "qAcc", "HallusionBench qAcc"),
     ("wemath", "score_strict", "We-Math score (strict)"),
     ("wemath", "score_loose", "We-Math score (loose)"),
     ("circular", "accuracy", "circular accuracy"),
@@ -57,8 +60,11 @@ def _fmt(value: Any, pattern: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
 
-def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the side-by-side table: one row per benchmark × metric, a column per checkpoint."""
+def comparison_rows(
+    metrics: dict[str, Any], not_run: Sequence[tuple[str, str, str]] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the side-by-side table: one row per benchmark × metric, a column per checkpoint;
+    a set that was skipped as missing gets one row, "not run" in every column."""
     names = list(metrics)
     benchmarks = list(next(iter(metrics.values()))) if metrics else []
     rows = []
@@ -66,7 +72,7 @@ def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]
         cells = [metrics[n][bench] for n in names]
         acc = [f"{_fmt(c['accuracy'], '{:.3f}')} [{_fmt(c['accuracy_ci_low'], '{:.3f}')}, "
                f"{_fmt(c['accuracy_ci_high'], '{:.3f}')}]" for c in cells]  # fmt: skip
-        rows.append([bench, "scored with", *(str(c.get("metric", "–")) for c in cells)])
+        rows.append([bench, "scored with", *(_scored_with(c) for c in cells)])
         rows.append([bench, "accuracy [95% CI]", *acc])
         rows += [
             [bench, label, *(_fmt(c[key], pattern) for c in cells)] for key, label, pattern in ROW_METRICS
@@ -76,7 +82,13 @@ def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]
             for section, key, label in EXTRA_ROWS
             if any(section in c for c in cells)
         ]
+    rows += [[name, "not run", *("not run" for _ in names)] for name, _, _ in not_run]
     return ["benchmark", "metric", *names], rows
+
+
+def _scored_with(cell: dict[str, Any]) -> str:
+    metric = str(cell.get("metric", "–"))
+    return f"{metric} ({cell['metric_note']})" if cell.get("metric_note") else metric
 
 
 def category_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -200,11 +212,27 @@ CAPTIONS = {
 }
 
 
-def write_report(out: Path, metrics: dict[str, Any], evals: Sequence[Any], curves: dict) -> list[Path]:
-    """Write `figures/*.png`, `report.md` and `report.html` under `out`; returns every path written."""
+def write_report(
+    out: Path,
+    metrics: dict[str, Any],
+    evals: Sequence[Any],
+    curves: dict,
+    not_run: Sequence[tuple[str, str, str]] = (),
+) -> list[Path]:
+    """Write `figures/*.png`, `report.md` and `report.html` under `out`; returns every path written.
+
+    `not_run`: (name, where it was looked for, how to get it) of the sets skipped as missing.
+    """
     figures = _figures(metrics, evals, curves)
     paths = [write_bytes(out / "figures" / name, data) for name, data in figures.items()]
-    tables = [("Comparison", *comparison_rows(metrics)), ("Accuracy per category", *category_rows(metrics))]
+    tables = [
+        ("Comparison", *comparison_rows(metrics, not_run)),
+        ("Accuracy per category", *category_rows(metrics)),
+    ]
+    if not_run:
+        tables.append(
+            ("Not run (missing)", ["benchmark", "looked for", "to get it"], [list(r) for r in not_run])
+        )
     md = ["# sayo evaluation report", ""]
     body = ["<h1>sayo evaluation report</h1>"]
     for title, header, rows in tables:

@@ -32,10 +32,18 @@ from sayo.answering import AnswerOptions, Answers, answer_batch
 from sayo.atomic import write_json, write_jsonl, write_text
 from sayo.attention import AttentionCapture
 from sayo.config import finite_numbers, flatten, to_dict
-from sayo.evaluate.benchmarks import Benchmark, load_benchmark
+from sayo.evaluate.benchmarks import Benchmark
 from sayo.evaluate.config import EvaluateRecipe
 from sayo.evaluate.curves import training_curves
-from sayo.evaluate.metrics import accuracy_rows, benchmark_metrics, circular_scores, json_safe, wemath_scores
+from sayo.evaluate.metrics import (
+    accuracy_rows,
+    benchmark_metrics,
+    circular_scores,
+    hallusion_scores,
+    json_safe,
+    wemath_scores,
+)
+from sayo.evaluate.missing import NotRun, load_present
 from sayo.evaluate.report import GalleryItem, write_report
 from sayo.evaluate.scorers import metric_meta, score_completion
 from sayo.models import load_policy
@@ -66,6 +74,7 @@ class EvalResult:
     answers_per_s: float
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # checkpoint -> answers
     galleries: dict[str, list[GalleryItem]] = field(default_factory=dict)  # checkpoint -> heatmap tiles
+    not_run: list[NotRun] = field(default_factory=list)  # sets skipped as missing (--allow-missing)
 
 
 def parse_checkpoints(specs: Sequence[str]) -> dict[str, str]:
@@ -115,7 +124,7 @@ def _records(
     for row, text in enumerate(answers.texts):
         index = start + row // n
         sample = bench.samples[index]
-        correct, prediction = score_completion(bench.metric, text, sample, tolerance)
+        correct, prediction = score_completion(bench.metric, text, sample, tolerance, bench.extra(index))
         record: dict[str, Any] = {
             "benchmark": bench.name,
             "id": sample.id,
@@ -183,7 +192,7 @@ def evaluate_checkpoint(
     for bench in benchmarks:
         starts = range(0, len(bench), ev.batch_size)
         for start in tqdm(starts, desc=f"{name}/{bench.name}", disable=not progress, unit="batch"):
-            samples = bench.samples[start : start + ev.batch_size]
+            samples = bench.prompts(start, start + ev.batch_size)
             grounded = any(s.regions for s in samples)
             answers = answer_batch(
                 model, processor, samples, bench.images[start : start + ev.batch_size], options,
@@ -217,6 +226,10 @@ def compute_metrics(
                 records, samples=ev.bootstrap_samples, seed=ev.bootstrap_seed, confidence=ev.confidence
             )
             summary["metric"] = b.metric
+            if b.note:
+                summary["metric_note"] = b.note
+            if b.metric == "hallusionbench":
+                summary["hallusionbench"] = hallusion_scores(records)
             if b.metric == "wemath":
                 summary["wemath"] = wemath_scores(records)
             if b.metric == "mc_vlmeval_circular":
@@ -232,7 +245,7 @@ def evaluate(
     ev = cfg.evaluate
     specs = parse_checkpoints(list(checkpoints or ev.checkpoints or [f"base={cfg.model.name_or_path}"]))
     seed_everything(cfg.seed)
-    benchmarks = [load_benchmark(b) for b in ev.benchmarks]
+    benchmarks, not_run = load_present(ev)
     wanted = gallery_ids(benchmarks, ev.gallery_samples)
     params = {
         **flatten({"evaluate": to_dict(ev), "rewards": {"attention": to_dict(cfg.rewards.attention)}}),
@@ -245,7 +258,9 @@ def evaluate(
         write_json(out / "metrics.json", json_safe(metrics))
         write_text(out / "accuracy.csv", _csv(accuracy_rows(metrics)))
         write_jsonl(out / "per_sample.jsonl", [{"checkpoint": e.name, **r} for e in evals for r in e.records])
-        write_report(out, metrics, evals, training_curves(cfg.tracking) if cfg.tracking.enabled else {})
+        write_json(out / "not_run.json", [dataclasses.asdict(n) for n in not_run])
+        curves = training_curves(cfg.tracking) if cfg.tracking.enabled else {}
+        write_report(out, metrics, evals, curves, [n.row() for n in not_run])
         seconds = sum(e.seconds for e in evals)
         answers = sum(len(e.records) for e in evals)
         run.log_metrics(
@@ -262,6 +277,7 @@ def evaluate(
         answers / max(seconds, 1e-9),
         records={e.name: e.records for e in evals},
         galleries={e.name: e.gallery for e in evals},
+        not_run=not_run,
     )
 
 

@@ -15,6 +15,9 @@ available as `lenient`, never the default. The metric used is recorded in `metri
 | `mc_vlmeval_circular` | `mc_vlmeval`, plus MMBench's circular accuracy over option-shifted copies |
 | `mc_mme_realworld` | MME-RealWorld's letter extraction equals the answer letter |
 | `wemath` | We-Math's "Answer" rule equals the answer letter; plus the four-dimensional scores |
+| `hallusionbench` | VLMEvalKit's yes/no extraction equals the answer; plus aAcc, fAcc, qAcc |
+| `mathvista` | MathVista's rule-based extraction and normalisation (no GPT step), then `==` |
+| `wtq_denotation` | WikiTableQuestions denotation match (TableVQA-Bench VWTQ; `sayo.rewards.wtq`) |
 | `math_equal` | MATH-Vision's `is_equal` without LaTeX (options through `can_infer`) |
 | `exact` | equal after stripping and lower-casing (VLMEvalKit's `accuracy` method) |
 | `by_answer_type` | `mc_vlmeval` for choice, `chartqa_relaxed` for number, else `exact` |
@@ -24,7 +27,7 @@ available as `lenient`, never the default. The metric used is recorded in `metri
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sayo.data.schema import AnswerType, Sample
@@ -34,13 +37,17 @@ from sayo.rewards.official import (
     can_infer,
     chartqa_relaxed,
     exact_accuracy,
+    mathvista_correct,
     mme_realworld_choice,
     official_prediction,
     options_by_letter,
     split_think,
     value_equal,
     wemath_choice,
+    yes_no,
+    yes_no_answer,
 )
+from sayo.rewards.wtq import wtq_correct
 
 # `auto`: (fragment of the benchmark name lower-cased with only letters and digits kept, metric);
 # the first match wins, tried on the configured name, then on the file (or directory) name.
@@ -48,7 +55,11 @@ AUTO_METRICS: tuple[tuple[str, str], ...] = (
     ("chartqa", "chartqa_relaxed"),
     ("mmerealworld", "mc_mme_realworld"),
     ("wemath", "wemath"),
+    ("hallusion", "hallusionbench"),
+    ("mathvista", "mathvista"),
+    ("tablevqa", "wtq_denotation"),
     ("mathvision", "math_equal"),
+    ("mathverse", "math_equal"),  # the official scoring is an LLM judge: the closest judge-free rule
     ("charxiv", "math_equal"),  # the official grading is an LLM judge: the closest judge-free rule
     ("mmstar", "mc_vlmeval"),
     ("ai2d", "mc_vlmeval"),
@@ -58,7 +69,12 @@ AUTO_METRICS: tuple[tuple[str, str], ...] = (
     ("circular", "mc_vlmeval_circular"),
 )
 CHOICE_ONLY = ("mc_vlmeval", "mc_vlmeval_circular", "mc_mme_realworld", "wemath")  # multiple choice only
-METRIC_COLUMNS = {"wemath": ("ID", "key"), "mc_vlmeval_circular": ("index", "g_index")}  # columns read
+METRIC_COLUMNS = {  # the source columns a metric reads
+    "wemath": ("ID", "key"),
+    "mc_vlmeval_circular": ("index", "g_index"),
+    "hallusionbench": ("category", "subcategory", "set_id", "figure_id", "question_id"),
+    "mathvista": ("question_type", "answer_type", "precision"),
+}
 
 
 def resolve_metric(metric: str, name: str, path: str) -> str:
@@ -105,12 +121,17 @@ def check_samples(metric: str, samples: Sequence[Sample], benchmark: str) -> Non
 
 
 def score_completion(
-    metric: str, completion: str, sample: Sample, tolerance: float = 0.05
+    metric: str,
+    completion: str,
+    sample: Sample,
+    tolerance: float = 0.05,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[float, str | None]:
     """(1.0 or 0.0, the prediction the metric read) for one completion.
 
     Every metric but `lenient` reads `official_prediction(completion)`; `mc_mme_realworld` reads
     the text after the reasoning and finds the answer tag itself, as MME-RealWorld's evaluation does.
+    `extra`: the sample's source columns (MathVista's `answer_type` and `precision`).
     """
     if metric == "lenient":
         extracted = extract_answer(completion)
@@ -120,6 +141,8 @@ def score_completion(
         letter = mme_realworld_choice(split_think(completion))
         return float(letter != "" and letter == answer_letter(sample)), letter
     prediction = official_prediction(completion)
+    if metric == "mathvista":
+        return float(_mathvista(prediction, sample, metric_meta(metric, dict(extra or {})))), prediction
     if metric == "by_answer_type":
         metric = {AnswerType.CHOICE: "mc_vlmeval", AnswerType.NUMBER: "chartqa_relaxed"}.get(
             sample.answer_type, "exact"
@@ -138,12 +161,25 @@ def _correct(metric: str, prediction: str, sample: Sample, tolerance: float) -> 
         ) == answer_letter(sample)
     if metric == "wemath":
         return wemath_choice(prediction) == answer_letter(sample)
+    if metric == "wtq_denotation":
+        return wtq_correct(prediction, sample.answer)
+    if metric == "hallusionbench":
+        return yes_no(prediction) == yes_no_answer(sample.answer)
     if metric == "math_equal":
         if sample.choices:  # options: the inferred letter against the answer letter
             letter = can_infer(prediction, options_by_letter(sample.choices))
             return letter is not None and value_equal(letter, answer_letter(sample) or sample.answer)
         return value_equal(prediction, sample.answer)
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+
+
+def _mathvista(prediction: str, sample: Sample, meta: Mapping[str, str]) -> bool:
+    """MathVista's score; its reference for multiple choice is the option text (ours: the letter)."""
+    choices = sample.choices or []
+    letter = answer_letter(sample)
+    answer = choices[ord(letter) - ord("A")] if choices and letter else sample.answer
+    kind = meta.get("answer_type") or ("text" if choices else sample.answer_type.value)
+    return mathvista_correct(prediction, answer, choices, kind, meta.get("precision", ""))
 
 
 def metric_meta(metric: str, extra: dict[str, str]) -> dict[str, str]:

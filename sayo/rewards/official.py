@@ -41,14 +41,37 @@ def official_prediction(completion: str) -> str:
     `split_think(completion)`.
 
     The answer tag is sayo's output template; taking its content is what a VLMEvalKit model wrapper
-    for a tagged-answer model does before scoring. Unlike the training reward, no "Answer:" phrase
-    is searched: the official matchers get the untagged text as it is (and handle such phrases
-    themselves where their definition does).
+    for a tagged-answer model does before scoring. Without a tag, the content of the last
+    ``\\boxed{}`` after the reasoning (the paper's answer template) plays the same part. Unlike
+    the training reward, no "Answer:" phrase is searched: the official matchers get the untagged
+    text as it is (and handle such phrases themselves where their definition does).
     """
     tagged = _ANSWER_TAG.findall(completion)
     if tagged and tagged[-1].strip():
         return str(tagged[-1]).strip()
-    return split_think(completion)
+    tail = split_think(completion)
+    boxed = boxed_content(tail)
+    return boxed.strip() if boxed is not None and boxed.strip() else tail
+
+
+def boxed_content(text: str) -> str | None:
+    """The content of the last ``\\boxed{…}`` in `text` (braces balanced), or None without one.
+
+    The paper's evaluation prompt asks for the final answer in ``\\boxed{}`` (docs/evaluation.md,
+    "The paper's suite"), and its scorer reads the last box first; an unclosed box is no answer.
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for index in range(begin, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            if depth == 0:
+                return text[begin:index]
+            depth -= 1
+    return None
 
 
 def answer_list(answer: str) -> list[str]:
@@ -295,3 +318,111 @@ def value_equal(prediction: str, answer: str) -> bool:
         return True
     a, b = arithmetic_value(target), arithmetic_value(pred)
     return a is not None and b is not None and abs(a - b) < 1e-6
+
+
+# --- yes/no (HallusionBench) ------------------------------------------------------------------------
+
+_PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`",
+                ",", "?", "!")  # fmt: skip
+_COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
+_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")  # sic: a lookahead, so every "." not before a digit matches
+
+
+def process_punctuation(text: str) -> str:
+    """The VQA evaluation's punctuation rule, as VLMEvalKit applies it before yes/no matching.
+
+    Each listed mark is deleted when it touches a space anywhere in the text (or the text has a
+    comma between digits), else replaced by a space; then at most 32 periods not followed by a
+    digit are deleted (the reference passes `re.UNICODE`, 32, as the count).
+    """
+    out = text
+    glued = _COMMA_IN_NUMBER.search(text) is not None
+    for mark in _PUNCTUATION:
+        out = out.replace(mark, "" if glued or f"{mark} " in text or f" {mark}" in text else " ")
+    return _PERIOD.sub("", out, count=32)
+
+
+def yes_no(prediction: str) -> str:
+    """VLMEvalKit's `YOrN_Extraction`: "Yes" if the word "yes" occurs and "no" does not, "No" the
+    other way round, else "Unknown" (case-insensitive, words after `process_punctuation`)."""
+    words = process_punctuation(prediction.lower()).split()
+    if "yes" in words and "no" not in words:
+        return "Yes"
+    if "no" in words and "yes" not in words:
+        return "No"
+    return "Unknown"
+
+
+def yes_no_answer(answer: str) -> str:
+    """A yes/no reference as "Yes"/"No": HallusionBench's `gt_answer` is "1"/"0", its TSV "Yes"/"No"."""
+    text = answer.strip().lower()
+    return {"1": "Yes", "yes": "Yes", "0": "No", "no": "No"}.get(text, answer.strip())
+
+
+# --- MathVista (rule-based extraction, no GPT) ------------------------------------------------------------
+
+_QUICK = re.compile(r'The answer is "(.*)"\.')
+_PAREN_LETTER = re.compile(r"\(([a-zA-Z])\)")
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions), as MathVista's `get_most_similar` uses."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def mathvista_extract(response: str, choices: list[str], answer_type: str) -> str:
+    """MathVista's `extract_answer` without its GPT step: a response that is an option's text, an
+    integer (`int`) or a float (`float`) is taken as it is; `The answer is "x".` gives x; anything
+    else is returned unchanged (the GPT extraction would rewrite it; sayo's answer tag plays that part).
+    """
+    if response == "" or (choices and response in choices):
+        return response
+    converters = {"integer": lambda t: str(int(t)), "float": lambda t: str(float(t))}
+    if answer_type in converters:
+        try:
+            return converters[answer_type](response)
+        except ValueError:
+            pass
+    quick = _QUICK.search(response)
+    return quick.group(1) if quick else response
+
+
+def mathvista_normalize(extraction: str, choices: list[str], answer_type: str, precision: str) -> str | None:
+    """MathVista's `normalize_extracted_answer`: an option letter ("B", "(B) text") becomes the
+    option's text, other text the most similar option (edit distance, first on ties); an integer
+    answer `str(int(float(x)))`, a float `str(round(float(x), precision))`, a list `str(x)`."""
+    if choices:
+        text = extraction.strip()
+        letters = _PAREN_LETTER.findall(text)
+        if letters:
+            text = letters[0].upper()
+        options = [chr(ord("A") + i) for i in range(len(choices))]
+        if text in options:
+            return choices[options.index(text)]
+        distances = [levenshtein(text, choice) for choice in choices]
+        return choices[distances.index(min(distances))]
+    try:
+        if answer_type == "integer":
+            return str(int(float(extraction)))
+        if answer_type == "float":
+            return str(round(float(extraction), int(float(precision or 0))))
+    except (ValueError, OverflowError):
+        return None
+    return extraction
+
+
+def mathvista_correct(
+    response: str, answer: str, choices: list[str], answer_type: str, precision: str
+) -> bool:
+    """MathVista's score of one response: extraction, normalisation, then `safe_equal` (==).
+
+    `answer` is the reference as MathVista stores it: the option's text for multiple choice.
+    """
+    extraction = mathvista_extract(response, choices, answer_type)
+    return mathvista_normalize(extraction, choices, answer_type, precision) == answer

@@ -13,22 +13,24 @@ from collections.abc import Callable, Iterator
 
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.importers.coco import import_coco, import_refcoco
+from sayo.data.importers.hf import import_hf
 from sayo.data.importers.jsonl import import_jsonl
 from sayo.data.importers.synthetic import import_synthetic
 from sayo.data.importers.tsv import import_tsv
-from sayo.data.validate import Candidate, Problem
+from sayo.data.validate import Candidate, Dropped, Problem
 
-Importer = Callable[[SourceConfig, DataConfig], Iterator[Candidate | Problem]]
+Importer = Callable[[SourceConfig, DataConfig], Iterator[Candidate | Problem | Dropped]]
 IMPORTERS: dict[str, Importer] = {
     "jsonl": import_jsonl,
     "coco": import_coco,
     "refcoco": import_refcoco,
     "tsv": import_tsv,
     "synthetic": import_synthetic,
+    "hf": import_hf,
 }
 
 
-def import_source(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem]:
+def import_source(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem | Dropped]:
     """Every candidate sample (or problem) of one configured source, in file order."""
     return IMPORTERS[source.type](source, config)
 
