@@ -67,7 +67,7 @@ def test_read_positions_point_where_the_answer_is_first_stated(target: str, answ
 def test_attention_term_reads_the_step_that_predicts_the_stated_answer(
     tmp_path, search_dataset, query
 ) -> None:
-    from sayo.attention import AttentionCapture
+    from sayo.attention_capture import AttentionCapture
     from sayo.prompts import build_prompt_batch
     from sayo.sampling import encode_completions
     from sayo.scoring import score_on_regions
