@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from sayo.data.manifest import load_manifest
 from sayo.data.schema import AnswerType
 from sayo.data.synthetic import (
     SyntheticConfig,
     encode_png,
     generate,
     generate_sample,
-    load_manifest,
     task_schedule,
     write_dataset,
 )
