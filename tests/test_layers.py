@@ -2,8 +2,8 @@
 and every dvc stage depends on the code it runs.
 
 - `lint-imports` (`make lint`) keeps core <- stages <- recipe <- entry points, forbids a stage
-  importing another stage, any cycle between sibling modules and the drawing (`sayo.viz`) importing
-  the data; a test shows it failing on each such import.
+  importing another stage, any cycle between sibling modules, the drawing (`sayo.viz`) importing
+  the data and the stages importing the synthetic tasks; a test shows it failing on each such import.
 - An import inside a function is allowed only where it defers a heavy optional dependency (named
   here with the reason), so reading a module's head shows everything it depends on.
 - dvc.yaml's stage deps cover the import closure of each stage's library entry, so editing any
@@ -72,6 +72,13 @@ def test_the_layers_hold() -> None:
         ("sayo/regions.py", "import sayo.prompts", "- .regions -> .prompts"),
         # the drawing importing the data, whose previews it draws
         ("sayo/viz.py", "import sayo.data.schema", "sayo.viz -> sayo.data.schema"),
+        # a stage importing a synthetic task (what a sample teaches, it carries)
+        (
+            "sayo/train/sft.py",
+            "import sayo.data.synthetic.search",
+            "sayo.train.sft -> sayo.data.synthetic.search",
+        ),
+        ("sayo/evaluate/run.py", "import sayo.data.synthetic", "sayo.evaluate.run -> sayo.data.synthetic"),
     ],
 )
 def test_lint_fails_on_an_import_against_the_layers(

@@ -68,6 +68,8 @@ def generate_sample(task: str, index: int, config: SyntheticConfig) -> tuple[Sam
         source="synthetic",
         image_size=image.size,
         category=task,
+        reasoning=draft.reasoning,
+        direct_reasoning=draft.direct_reasoning,
     )
     return sample, image
 
