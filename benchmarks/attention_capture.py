@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 from PIL import Image
 
-from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.attention_capture import AttentionCapture, positions_from_mask
 from sayo.data.schema import Sample
 from sayo.models import TinySpec, build_tiny
 from sayo.models.tiny import tiny_config

@@ -59,7 +59,7 @@ from typing import Any
 
 import torch
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.build import build
 from sayo.data.config import DataConfig
 from sayo.data.dataset import GroundedDataset

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl
 from sayo.prompts import PromptConfig, build_prompt_batch

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sayo.atomic import write_jsonl
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.synthetic import SyntheticConfig, generate
 from sayo.loss import group_advantages

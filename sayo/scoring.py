@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from sayo.attention import AttentionCapture, positions_from_mask
+from sayo.attention_capture import AttentionCapture, positions_from_mask
 from sayo.data.schema import Sample
 from sayo.logprobs import token_entropy, token_logprobs, upcast
 from sayo.packing import PackedGroups

@@ -15,40 +15,53 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from sayo.atomic import write_with
-from sayo.data.schema import Region
 
 Box = Sequence[float]
 REGION_COLOUR = (255, 0, 255)
 MIN_OPACITY = 0.25  # fraction of `alpha` applied to the coldest cells
 
 
+@runtime_checkable
+class LabelledBox(Protocol):
+    """A labelled box, as `sayo.data.schema.Region` is one: taken by its shape, so that drawing sits
+    below the data package that draws its previews with it (docs/architecture.md, "Layers")."""
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]: ...
+
+    @property
+    def label(self) -> str: ...
+
+
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, size))
 
 
-def _boxes(regions: Sequence[Region | Box] | None) -> list[tuple[tuple[float, ...], str]]:
+def _boxes(regions: Sequence[LabelledBox | Box] | None) -> list[tuple[tuple[float, ...], str]]:
     out = []
     for region in regions or []:
-        if isinstance(region, Region):
+        if isinstance(region, LabelledBox):
             out.append((tuple(region.bbox), region.label))
         else:
             out.append((tuple(float(v) for v in region), ""))
     return out
 
 
-def draw_regions(image: Image.Image, regions: Sequence[Region | Box], labels: bool = True) -> Image.Image:
+def draw_regions(
+    image: Image.Image, regions: Sequence[LabelledBox | Box], labels: bool = True
+) -> Image.Image:
     """A copy of `image` (as RGB) with each region's box outlined and, optionally, its label.
 
     Args:
         image: any PIL image; left unchanged.
-        regions: `Region`s or [x1, y1, x2, y2] boxes in the image's pixels.
+        regions: `Region`s (any `LabelledBox`) or [x1, y1, x2, y2] boxes in the image's pixels.
         labels: write each `Region.label` above its box.
     """
     out = image.convert("RGB")  # convert always copies
@@ -85,7 +98,7 @@ def _normalise(grid: np.ndarray) -> np.ndarray:
 def attention_heatmap(
     image: Image.Image,
     attention: Any,
-    regions: Sequence[Region | Box] | None = None,
+    regions: Sequence[LabelledBox | Box] | None = None,
     alpha: float = 0.5,
     title: str | None = None,
     cmap: str = "jet",
@@ -131,7 +144,7 @@ def _with_title(image: Image.Image, title: str) -> Image.Image:
 
 
 def heatmap_grid(
-    items: Sequence[tuple[Image.Image, Any, Sequence[Region | Box] | None, str]],
+    items: Sequence[tuple[Image.Image, Any, Sequence[LabelledBox | Box] | None, str]],
     columns: int = 4,
     tile_width: int = 256,
     padding: int = 4,

@@ -15,7 +15,7 @@ import torch
 from conftest import build_tiny_dataset
 from PIL import Image
 
-from sayo.attention import AttentionCapture, positions_from_mask, resolve_layers
+from sayo.attention_capture import AttentionCapture, positions_from_mask, resolve_layers
 from sayo.models import build_tiny
 from sayo.recipe import load_recipe
 

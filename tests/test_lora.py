@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import as_float64, assert_equivalent, prompt_batch
 
-from sayo.attention import AttentionCapture, decoder_layers
+from sayo.attention_capture import AttentionCapture, decoder_layers
 from sayo.models.config import LoraConfig
 from sayo.train.config import OptimConfig
 from sayo.train.engine import build_engine

@@ -21,7 +21,7 @@ import torch
 from conftest import as_float64, assert_equivalent, chat_prompt, tiny_policy
 from PIL import Image
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.logprobs import token_logprobs
 from sayo.models.patch_embed import LinearPatchConv3d, use_linear_patch_embed
 from sayo.packing import pack_groups, packable

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import assert_equivalent
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.sampling import completion_mask, encode_completions, generate_completions
 from sayo.scoring import score_rollouts
 

@@ -9,6 +9,11 @@ import torch
 from conftest import build_tiny_dataset, tiny_policy, train_recipe
 
 from sayo.data.dataset import GroundedDataset
+from sayo.data.schema import Region, Sample
+from sayo.data.synthetic import generate
+from sayo.data.synthetic.search import direct_label
+from sayo.prompts import formatted_answer
+from sayo.recipe import load_recipe
 from sayo.train.sft import answer_attention_share, answer_starts, read_positions, sft_loss, sft_target
 
 SEARCH = [
@@ -67,7 +72,7 @@ def test_read_positions_point_where_the_answer_is_first_stated(target: str, answ
 def test_attention_term_reads_the_step_that_predicts_the_stated_answer(
     tmp_path, search_dataset, query
 ) -> None:
-    from sayo.attention import AttentionCapture
+    from sayo.attention_capture import AttentionCapture
     from sayo.prompts import build_prompt_batch
     from sayo.sampling import encode_completions
     from sayo.scoring import score_on_regions
@@ -103,23 +108,68 @@ def test_search_target_reads_the_answer_in_the_answer_tag(search_dataset: Path) 
         assert f"{colour} {sample.answer}" not in thought
 
 
-@pytest.mark.parametrize(
-    ("label", "direct"),
-    [
-        ("green red, cyan purple", "<think> cyan purple.</think><answer> purple</answer>"),  # detour dropped
-        ("cyan purple", "<think> cyan purple.</think><answer> purple</answer>"),  # already direct
-        ("green red", "<think></think><answer> purple</answer>"),  # path without the target
-        ("green purple", "<think></think><answer> purple</answer>"),  # even ending with the answer
-    ],
-)
-def test_direct_targets_drop_the_detours(search_dataset: Path, label: str, direct: str) -> None:
-    sample = GroundedDataset.load(search_dataset, "train").samples[0]
-    sample = sample.model_copy(update={
-        "answer": "purple", "question": "What colour is below cyan?",
-        "regions": [sample.regions[0].model_copy(update={"label": label})],
-    })  # fmt: skip
-    assert sft_target(sample, True, direct=True) == direct
-    assert sft_target(sample, True) == f"<think> {label}.</think><answer> purple</answer>"
+def test_a_sample_carrying_its_reasoning_is_taught_it_whatever_its_task() -> None:
+    # any source (here not the synthetic generator): what a sample teaches travels with it
+    sample = Sample(
+        id="user-1", image="images/x.png", question="What colour is below cyan?", answer="purple",
+        regions=[Region(bbox=(0, 0, 10, 10), label="cyan tile")], source="jsonl",
+        reasoning="green red, cyan purple", direct_reasoning="cyan purple",
+    )  # fmt: skip
+    assert sft_target(sample, True) == "<think> green red, cyan purple.</think><answer> purple</answer>"
+    assert sft_target(sample, True, direct=True) == "<think> cyan purple.</think><answer> purple</answer>"
+    assert sft_target(sample, False) == "<think></think><answer> purple</answer>"
+    undirected = sample.model_copy(update={"direct_reasoning": None})  # direct: the reasoning itself
+    assert sft_target(undirected, True, direct=True) == sft_target(sample, True)
+    empty = sample.model_copy(update={"direct_reasoning": ""})  # a path that never names the target
+    assert sft_target(empty, True, direct=True) == "<think></think><answer> purple</answer>"
+    plain = sample.model_copy(update={"reasoning": None, "direct_reasoning": None})
+    assert (
+        sft_target(plain, True, direct=True)
+        == "<think>I look at the cyan tile.</think><answer>purple</answer>"
+    )
+
+
+def _target_before(sample: Sample, reasoning: bool, direct: bool) -> str:
+    """`sft_target` as it was while it knew the `search` task (and read its path off the region label)."""
+    label = sample.regions[0].label if sample.regions else ""
+    if sample.category == "search":
+        if direct:
+            label = direct_label(label, sample.question)
+        return formatted_answer(f" {sample.answer}", f" {label}." if reasoning and label else "")
+    return formatted_answer(sample.answer, f"I look at the {label}." if reasoning and label else "")
+
+
+def _generated(recipe: str, *overrides: str) -> list[Sample]:
+    return [sample for sample, _ in generate(load_recipe(recipe, list(overrides)).data.synthetic)]
+
+
+@pytest.mark.parametrize("source", ["built", "miniature", "mixed"])
+def test_targets_and_read_positions_are_those_of_the_search_aware_stage(search_dataset, source) -> None:
+    if source == "built":  # by the `data` stage (the importer's workers)
+        samples = GroundedDataset.load(search_dataset, None).samples
+    elif source == "miniature":  # the miniature's data config (`generate_sample`)
+        samples = _generated("miniature", "data.synthetic.num_samples=48")
+    else:  # search among the other tasks
+        samples = _generated(
+            "tiny",
+            "data.synthetic.num_samples=40",
+            "data.synthetic.tasks={shapes: 1, bars: 1, choice: 1, search: 1}",
+        )
+    assert {s.category for s in samples} == (
+        {"search"} if source != "mixed" else {"shapes", "bars", "choice", "search"}
+    )
+    _, processor = tiny_policy()
+    for reasoning in (True, False):
+        for direct in (True, False):
+            new = [sft_target(s, reasoning, direct) for s in samples]
+            old = [_target_before(s, reasoning, direct) for s in samples]
+            assert new == old
+            answers = [s.answer for s in samples]
+            assert read_positions(processor.tokenizer, new, answers) == read_positions(
+                processor.tokenizer, old, answers
+            )
+    if source == "miniature":  # the miniature's paths do leave detours out in the direct phase
+        assert any(sft_target(s, True, True) != sft_target(s, True) for s in samples)
 
 
 def test_sft_schedule_goes_direct_then_adds_the_attention_term(tmp_path, search_dataset, monkeypatch) -> None:

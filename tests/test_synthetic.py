@@ -13,20 +13,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from sayo.data.manifest import load_manifest
 from sayo.data.schema import AnswerType
 from sayo.data.synthetic import (
     SyntheticConfig,
     encode_png,
     generate,
     generate_sample,
-    load_manifest,
     task_schedule,
     write_dataset,
 )
 from sayo.data.synthetic import dataset as dataset_module
 from sayo.data.synthetic.bars import BAR_COLOUR, GRID_COLOUR
 from sayo.data.synthetic.canvas import PALETTE
-from sayo.data.synthetic.search import SEARCH_PALETTE
+from sayo.data.synthetic.search import SEARCH_PALETTE, direct_label
 from sayo.data.synthetic.shapes import KINDS, scene_attributes
 
 ALL_TASKS = {"shapes": 1.0, "bars": 1.0, "choice": 1.0}
@@ -324,6 +324,20 @@ def test_load_manifest_errors_name_file_line_field(tmp_path: Path, bad_row: str,
     assert expected in str(error.value)
 
 
+def test_samples_without_reasoning_are_written_and_read_as_before(tmp_path: Path) -> None:
+    sample, _ = generate_sample("shapes", 0, SyntheticConfig(num_samples=1))
+    assert sample.reasoning is None and sample.direct_reasoning is None
+    row = json.loads(sample.model_dump_json())  # the manifest line: no new keys when unset
+    assert "reasoning" not in row and "direct_reasoning" not in row
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_row(id="old") + "\n")  # a manifest written before the fields existed
+    (old,) = load_manifest(path)
+    assert old.reasoning is None and old.direct_reasoning is None
+    path.write_text(_row(id="odd", direct_reasoning="red circle") + "\n")
+    with pytest.raises(ValueError, match=r"line 1.*'direct_reasoning' needs a 'reasoning'"):
+        load_manifest(path)
+
+
 # --- the `search` task (docs/results.md) -----------------------------------------------------------
 
 
@@ -419,6 +433,33 @@ def test_search_answers_are_balanced_and_path_is_grounded(with_target: bool) -> 
         assert all(step.split()[1] in KINDS for step in visited)
         lengths[len(visited)] += 1
     assert set(lengths) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("question", ["shape", "below"])
+def test_search_samples_carry_their_path_as_reasoning(tmp_path: Path, question: str) -> None:
+    config = _search_config(num_samples=12, search_path=2, search_path_target=True, search_question=question)
+    samples = [sample for sample, _ in generate(config)]
+    for sample in samples:
+        assert sample.reasoning == sample.regions[0].label  # the path, as the preview draws it
+        assert sample.direct_reasoning == direct_label(sample.regions[0].label, sample.question)
+    assert any(s.direct_reasoning != s.reasoning for s in samples)  # some paths take detours
+    assert load_manifest(write_dataset(config, tmp_path / "data")) == samples
+
+
+@pytest.mark.parametrize(
+    ("label", "question", "direct"),
+    [
+        ("green red, cyan purple", "What colour is below cyan?", "cyan purple"),  # detour dropped
+        ("cyan purple", "What colour is below cyan?", "cyan purple"),  # already direct
+        ("green red", "What colour is below cyan?", ""),  # a path without the target
+        ("green purple", "What colour is below cyan?", ""),  # even ending with the answer
+        ("blue circle, red triangle", "What shape is red?", "red triangle"),
+    ],
+)
+def test_direct_label_keeps_the_step_that_names_the_asked_object(
+    label: str, question: str, direct: str
+) -> None:
+    assert direct_label(label, question) == direct
 
 
 def test_search_path_names_what_is_drawn() -> None:

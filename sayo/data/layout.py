@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sayo.data.config import SPLIT_NAMES
+from sayo.data.manifest import load_manifest
 from sayo.data.schema import Sample
-from sayo.data.synthetic import load_manifest
 
 MANIFEST = "manifest.jsonl"
 STATS = "stats.json"

@@ -1,7 +1,9 @@
 """The sample schema shared by every stage (docs/architecture.md, "Data model").
 
 A sample is one image, one question with a verifiable answer, and the boxes of the image
-regions needed to answer it. Boxes are `[x1, y1, x2, y2]` in *original* image pixels; they are
+regions needed to answer it; optionally the reasoning an SFT target states (`reasoning`), so that
+what a task teaches travels with its data and the stages know no task (docs/architecture.md,
+"Data model"). Boxes are `[x1, y1, x2, y2]` in *original* image pixels; they are
 mapped to visual tokens only when the processor's resize is known (`sayo.regions`).
 """
 
@@ -9,8 +11,17 @@ from __future__ import annotations
 
 import math
 from enum import Enum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class AnswerType(str, Enum):
@@ -60,6 +71,14 @@ class Sample(BaseModel):
     source: str = "unknown"
     image_size: tuple[int, int] | None = Field(default=None, description="(width, height) if known")
     category: str = ""
+    reasoning: str | None = Field(
+        default=None,
+        description="what an SFT target states before the answer, verbatim (a search path; may be empty); "
+        "None: 'I look at the <region label>.'",
+    )
+    direct_reasoning: str | None = Field(
+        default=None, description="`reasoning` without its detours (sft.direct_steps); None: `reasoning`"
+    )
 
     @field_validator("question", "answer")
     @classmethod
@@ -72,6 +91,8 @@ class Sample(BaseModel):
     def _consistent(self) -> Sample:
         if self.answer_type is AnswerType.CHOICE and not self.choices:
             raise ValueError("answer_type 'choice' needs a non-empty 'choices' list")
+        if self.direct_reasoning is not None and self.reasoning is None:
+            raise ValueError("'direct_reasoning' needs a 'reasoning' (it is that reasoning without detours)")
         if self.image_size is not None:
             width, height = self.image_size
             for i, region in enumerate(self.regions):
@@ -81,3 +102,13 @@ class Sample(BaseModel):
                         f"regions[{i}].bbox {list(region.bbox)} lies outside the {width}x{height} image"
                     )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_reasoning(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave the reasoning fields out while unset, so a manifest without them reads as it did
+        before they existed (byte for byte)."""
+        data = handler(self)
+        for key in ("reasoning", "direct_reasoning"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data

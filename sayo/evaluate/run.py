@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from sayo.answering import AnswerOptions, Answers, answer_batch
 from sayo.atomic import write_json, write_jsonl, write_text
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.config import finite_numbers, flatten, to_dict
 from sayo.evaluate.benchmarks import Benchmark
 from sayo.evaluate.config import EvaluateRecipe

@@ -3,7 +3,7 @@
 Why: SAYO rewards the model for looking at the task-relevant image region (docs/method.md, "The
 attention reward") [paper]. Everything here is arithmetic on captured attention A_t(k) of
 response token t on image key k (already reduced over heads and the chosen layers by
-`sayo.attention`), so the functions are pure and cheap; no gradient flows through the reward: it
+`sayo.attention_capture`), so the functions are pure and cheap; no gradient flows through the reward: it
 is a scalar per rollout, as in GRPO.
 
 Three forms (`rewards.attention.form`), two aggregations over the selected tokens

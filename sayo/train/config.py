@@ -55,7 +55,7 @@ class SFTConfig:
     reasoning: bool = True  # add a short grounded reasoning in <think> (from the region label)
     attention_loss: float = 0.0  # w: + w·(−log region share of the answer-reading step's attention) [ours]
     attention_start: int | None = None  # first step with the attention term; None: after direct_steps [ours]
-    direct_steps: int = 0  # first steps whose `search` reasoning skips the detours to the target [ours]
+    direct_steps: int = 0  # first steps taught each sample's direct_reasoning (no detours) [ours]
     eval_every: int = 50  # steps between eval-loss passes on the eval split (0 = never)
     eval_samples: int = 64  # samples of the eval split in each eval-loss pass
     log_every: int = 10  # steps between MLflow metric logs

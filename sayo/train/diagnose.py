@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.dataset import GroundedDataset
 from sayo.loss import advantage_parts
 from sayo.models import load_policy

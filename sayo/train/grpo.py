@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
 from sayo.loss import combined_advantages, group_advantages

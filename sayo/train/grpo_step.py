@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl, token_logprobs
 from sayo.loss import policy_loss

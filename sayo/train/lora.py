@@ -17,7 +17,7 @@ Choices:
   reference (adapters off) needs it (`sayo.vision.vision_trains`).
 - `task_type=None`: a plain `PeftModel` forwards every keyword (pixel_values, image_grid_thw)
   unchanged to the HF model, which `PeftModelForCausalLM`'s text-only signature does not promise.
-- `sayo.attention.AttentionCapture` hooks `self_attn.q_proj`/`k_proj`; peft replaces those with
+- `sayo.attention_capture.AttentionCapture` hooks `self_attn.q_proj`/`k_proj`; peft replaces those with
   `lora.Linear` wrappers whose output includes the adapter, so the capture sees the adapted
   projections (tested against the merged model).
 """

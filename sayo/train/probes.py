@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from sayo.answering import AnswerOptions, answer_batch
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.dataset import GroundedDataset
 from sayo.train.config import TrainRecipe
 from sayo.viz import heatmap_grid

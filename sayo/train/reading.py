@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.prompts import build_prompt_batch, prompt_region_mask
 from sayo.sampling import encode_completions

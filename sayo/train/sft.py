@@ -20,11 +20,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sayo.attention import AttentionCapture
+from sayo.attention_capture import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
 from sayo.data.schema import Sample
-from sayo.data.synthetic.search import direct_label
 from sayo.logprobs import token_logprobs
 from sayo.prompts import PromptConfig, build_prompt_batch, chat_messages, formatted_answer
 from sayo.regions import resized_size
@@ -42,19 +41,19 @@ from sayo.train.sampler import EpochSampler
 def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     """The response the policy is taught for a sample.
 
-    A synthetic `search` sample's region label is its search path ("blue circle, green square":
-    distractors visited before answering, each attribute read off the picture where it is
-    written; possibly empty; with `search_path_target` the target last): it is the reasoning as
-    is, so every attribute written is read off the picture where it is written, never copied
-    from the question (the `miniature` recipe). With `direct` the detours are dropped: the
-    reasoning is the path's step that names the asked object (empty if it has none), as taught
-    for the first `sft.direct_steps` steps. Other samples: "I look at the <label>.".
+    A sample that carries its reasoning (`Sample.reasoning`, e.g. a synthetic `search` sample's
+    search path "blue circle, green square", possibly empty) is taught it as is, every word after a
+    space as inside a sentence, the answer too ("<think> blue circle, red triangle.</think><answer>
+    triangle</answer>"), so a word is spelled alike in the reasoning and the answer; every attribute
+    it writes is then read off the picture where it is written, never copied from the question (the
+    `miniature` recipe). With `direct` its `direct_reasoning` (the reasoning without detours, as
+    taught for the first `sft.direct_steps` steps) when it has one. Other samples: "I look at the
+    <label>." The task is the data's business: this stage knows none (docs/architecture.md, "Layers").
     """
+    if sample.reasoning is not None:
+        said = sample.direct_reasoning if direct and sample.direct_reasoning is not None else sample.reasoning
+        return formatted_answer(f" {sample.answer}", f" {said}." if reasoning and said else "")
     label = sample.regions[0].label if sample.regions else ""
-    if sample.category == "search":
-        if direct:
-            label = direct_label(label, sample.question)
-        return formatted_answer(f" {sample.answer}", f" {label}." if reasoning and label else "")
     thought = f"I look at the {label}." if reasoning and label else ""
     return formatted_answer(sample.answer, thought)
 

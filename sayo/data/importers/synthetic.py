@@ -38,6 +38,8 @@ def draw_chunk(config: SyntheticConfig, start: int, tasks: list[str]) -> list[Dr
             "choices": draft.choices,
             "regions": [region.model_dump() for region in draft.regions],
             "category": task,
+            "reasoning": draft.reasoning,
+            "direct_reasoning": draft.direct_reasoning,
         }
         out.append((fields, encode_png(image)))
     return out

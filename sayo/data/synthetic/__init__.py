@@ -8,7 +8,8 @@ so the same config gives byte-identical images. One module per concern:
 - `config`: `SyntheticConfig` and what each difficulty changes;
 - `canvas`: drawing primitives whose boxes are measured from drawn pixels;
 - `shapes`: the `shapes` and `choice` tasks; `bars`: the `bars` task;
-- `dataset`: `generate`, `write_dataset` (content-addressed, atomic) and `load_manifest`.
+- `dataset`: `generate` and `write_dataset` (content-addressed, atomic); `sayo.data.manifest` reads
+  what it writes.
 """
 
 from sayo.data.synthetic.config import DIFFICULTIES, TASK_NAMES, DifficultyParams, SyntheticConfig
@@ -16,7 +17,6 @@ from sayo.data.synthetic.dataset import (
     encode_png,
     generate,
     generate_sample,
-    load_manifest,
     task_schedule,
     write_dataset,
 )
@@ -29,7 +29,6 @@ __all__ = [
     "encode_png",
     "generate",
     "generate_sample",
-    "load_manifest",
     "task_schedule",
     "write_dataset",
 ]

@@ -40,6 +40,8 @@ class Draft:
     answer_type: AnswerType
     regions: list[Region]
     choices: list[str] | None = None
+    reasoning: str | None = None  # what an SFT target states before the answer (`Sample.reasoning`)
+    direct_reasoning: str | None = None  # the same without detours (`Sample.direct_reasoning`)
 
 
 def sample_rng(seed: int, task: str, index: int) -> np.random.Generator:

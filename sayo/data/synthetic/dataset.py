@@ -1,4 +1,4 @@
-"""Turn task drafts into `Sample`s and write/read them as a content-addressed dataset directory.
+"""Turn task drafts into `Sample`s and write them as a content-addressed dataset directory.
 
 Why content addressing and atomic writes: the `data` stage's output is versioned by DVC and pushed
 to S3 (docs/architecture.md, "The stages"); naming each image by the sha256 of its PNG bytes makes
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydantic import ValidationError
 
 from sayo.atomic import swap_into_place
 from sayo.data.schema import Sample
@@ -70,6 +68,8 @@ def generate_sample(task: str, index: int, config: SyntheticConfig) -> tuple[Sam
         source="synthetic",
         image_size=image.size,
         category=task,
+        reasoning=draft.reasoning,
+        direct_reasoning=draft.direct_reasoning,
     )
     return sample, image
 
@@ -122,36 +122,3 @@ def _write_into(directory: Path, config: SyntheticConfig) -> None:
             manifest.write(sample.model_dump_json() + "\n")
         manifest.flush()
         os.fsync(manifest.fileno())
-
-
-def load_manifest(path: Path) -> list[Sample]:
-    """Read a manifest.jsonl; a bad row raises ValueError naming the file, line and field."""
-    path = Path(path)
-    samples: list[Sample] = []
-    seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            sample = _parse_row(path, number, line)
-            if sample.id in seen:
-                first = seen[sample.id]
-                raise ValueError(
-                    f"{path}, line {number}, field 'id': duplicate id {sample.id!r} (first on line {first})"
-                )
-            seen[sample.id] = number
-            samples.append(sample)
-    return samples
-
-
-def _parse_row(path: Path, number: int, line: str) -> Sample:
-    try:
-        return Sample.model_validate(json.loads(line))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {number}: not valid JSON: {error}") from error
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "<sample>"
-        raise ValueError(
-            f"{path}, line {number}, field {field!r}: {first['msg']} ({error.error_count()} error(s))"
-        ) from error

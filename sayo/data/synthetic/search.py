@@ -9,7 +9,8 @@ the answer, independent of the named colour, so it cannot be guessed from the te
 
 The region's label is a *search path*: a few distractors, each named by its colour and the
 attribute read off it ("blue circle, green square"), and with `search_path_target` the target last
-("…, red triangle"). The SFT template (`sayo.train.sft.sft_target`) uses it as the reasoning: every
+("…, red triangle"). The sample carries it as its `reasoning` too, and without the detours as its
+`direct_reasoning` (`direct_label`), which SFT teaches as is (`sayo.train.sft.sft_target`): every
 attribute in it is read off the picture at the token that names it (a one-hop lookup from the
 colour just written), and rollouts that visit different distractors look at different places. How
 many distractors the path visits is drawn uniformly from 0..`search_path` (capped by the number of
@@ -199,9 +200,14 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
     scene = SearchScene(shapes, scene.path, scene.pairs)
     image, box = render_search(scene, config, rng)
     colour = shapes[0].colour
-    region = Region(bbox=box, label=path_label(scene, config.search_path_target))
+    label = path_label(scene, config.search_path_target)
     if config.search_question == "below":
         question = f"What colour is below {colour}?"
     else:
         question = f"What shape is {colour}?"
-    return Draft(question, scene.attribute(0), AnswerType.EXACT, [region]), image
+    region = Region(bbox=box, label=label)
+    direct = direct_label(label, question)
+    draft = Draft(
+        question, scene.attribute(0), AnswerType.EXACT, [region], reasoning=label, direct_reasoning=direct
+    )
+    return draft, image

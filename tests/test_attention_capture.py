@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import as_float64, assert_equivalent
 
-import sayo.attention
-from sayo.attention import AttentionCapture, _query_key_modules, positions_from_mask, resolve_layers
+import sayo.attention_capture
+from sayo.attention_capture import AttentionCapture, _query_key_modules, positions_from_mask, resolve_layers
 from sayo.packing import rope_positions
 
 
@@ -100,7 +100,7 @@ def test_capture_of_normalised_heads_needs_the_norm_outputs(float64_pair, arch, 
         pytest.skip("Qwen2.5-VL has no per-head q/k norms")
     attn = model.model.language_model.layers[0].self_attn
     assert _query_key_modules(attn) == (attn.q_norm, attn.k_norm)
-    monkeypatch.setattr(sayo.attention, "_query_key_modules", lambda a: (a.q_proj, a.k_proj))
+    monkeypatch.setattr(sayo.attention_capture, "_query_key_modules", lambda a: (a.q_proj, a.k_proj))
     got, want = _captured_and_eager(model, eager, batch, "all", "mean")
     assert (got - want).abs().max().item() > 1e-3
 
@@ -174,7 +174,7 @@ def test_differentiable_capture_has_eager_attentions_gradient(float64_pair):
 
 
 def _q_weight(model, layer: int) -> torch.nn.Parameter:
-    attn = sayo.attention.decoder_layers(model)[layer].get_submodule("self_attn")
+    attn = sayo.attention_capture.decoder_layers(model)[layer].get_submodule("self_attn")
     return attn.get_submodule("q_proj").weight
 
 
