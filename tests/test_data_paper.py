@@ -316,3 +316,41 @@ def test_image_sizes_survive_the_store(tmp_path: Path) -> None:
     for row in _manifest(tmp_path).values():
         with Image.open(io.BytesIO((tmp_path / "ds" / row["image"]).read_bytes())) as image:
             assert list(image.size) == row["image_size"]
+
+
+@pytest.mark.slow
+def test_paper_data_trains_two_sft_and_two_grpo_steps(tmp_path: Path) -> None:
+    """GQA + ReFocus fixtures → `sayo data build` → `sayo sft` → `sayo grpo`, two steps each, tiny policy."""
+    gqa, refocus = write_gqa(tmp_path / "GQA"), write_refocus(tmp_path)
+    recipe = tmp_path / "paper_tiny.yaml"
+    recipe.write_text(
+        "base: tiny\n"
+        f"data:\n  path: {tmp_path / 'ds'}\n  splits: {{train: 1.0, val: 0.0, test: 0.0}}\n  sources:\n"
+        f"    - {{type: refocus, path: {refocus}, areas: first}}\n"
+        f"    - {{type: gqa, path: {gqa['questions']}, scene_graphs: {gqa['scene_graphs']}, images: {gqa['images']}}}\n"
+    )
+    common = [
+        "--config",
+        str(recipe),
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+        "tracking.enabled=false",
+        "device=cpu",
+    ]
+    runner = CliRunner()
+    built = runner.invoke(app, ["data", "build", *common[:2], "--no-progress"])
+    assert built.exit_code == 0, built.output
+    assert json.loads((tmp_path / "ds" / "stats.json").read_text())["per_split"]["train"] == 12
+    sft = runner.invoke(app, ["sft", *common, "sft.max_steps=2", "sft.batch_size=2", "sft.eval_every=0"])
+    assert sft.exit_code == 0, sft.output
+    assert (tmp_path / "ckpt" / "sft" / "final").is_dir()
+    grpo_args = [
+        "grpo.max_steps=2",
+        "grpo.prompts_per_step=2",
+        "grpo.group_size=2",
+        "grpo.micro_batch_size=4",
+        "grpo.max_new_tokens=8",
+        "grpo.probe_every=0",
+    ]
+    grpo = runner.invoke(app, ["grpo", *common, *grpo_args])
+    assert grpo.exit_code == 0, grpo.output
+    assert (tmp_path / "ckpt" / "grpo" / "final").is_dir()
