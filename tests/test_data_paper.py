@@ -354,3 +354,22 @@ def test_paper_data_trains_two_sft_and_two_grpo_steps(tmp_path: Path) -> None:
     grpo = runner.invoke(app, ["grpo", *common, *grpo_args])
     assert grpo.exit_code == 0, grpo.output
     assert (tmp_path / "ckpt" / "grpo" / "final").is_dir()
+
+
+def test_paper_mix_holds_the_authors_selection() -> None:
+    """utils/pre_processor_data.py: ReFocus test quarter (seed 42), first area; GQA until > 20,000 rows; 1 % eval."""
+    from sayo.recipe import load_recipe
+
+    recipe = load_recipe("paper_mix")
+    refocus, gqa = recipe.data.sources
+    assert (refocus.type, refocus.split, refocus.select_fraction, refocus.select_seed, refocus.areas) == (
+        "refocus",
+        "train",
+        0.25,
+        42,
+        "first",
+    )
+    assert (gqa.type, gqa.fill_to, gqa.columns) == ("gqa", 20001, {})
+    assert Path(gqa.path).name == "train_all_questions_0.json"
+    assert (recipe.data.splits.train, recipe.data.splits.val, recipe.data.splits.test) == (0.99, 0.01, 0.0)
+    assert recipe.model.name_or_path == "Qwen/Qwen3-VL-8B-Instruct" and recipe.grpo.init_from == "model"
