@@ -110,6 +110,7 @@ def _collect(config: DataConfig, staging: Path, progress: bool) -> _Collected:
                 _accept(result, collected)
             if source.fill_to and len(collected.samples) >= source.fill_to:
                 break
+        results.close()  # stops the source's workers now when fill_to ended it early
     return collected
 
 
