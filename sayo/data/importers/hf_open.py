@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from sayo.data.config import SourceConfig
 from sayo.data.validate import Problem
 
@@ -54,8 +52,11 @@ def open_parts(source: SourceConfig) -> Iterator[Part | Problem]:
     Undecoded because the build stores the dataset's own bytes, and an image column no field
     maps to (ReFocus's `edited_image`) is then never decoded at all.
     """
-    import datasets
-
+    try:
+        import datasets
+    except ImportError:
+        yield Problem(source.path or source.dataset, 0, "type", "needs `datasets`: pip install 'sayo[data]'")
+        return
     datasets.disable_progress_bars()
     if source.dataset:
         yield _from_cache(source)
@@ -77,7 +78,8 @@ def open_parts(source: SourceConfig) -> Iterator[Part | Problem]:
 
 
 def _from_file(file: str) -> Part | Problem:
-    import datasets
+    import datasets  # the `data` extra: imported only when an hf source is read
+    import pyarrow.parquet as pq
 
     builder = BUILDERS.get(Path(file).suffix.lower())
     if builder is None:
