@@ -98,8 +98,13 @@ def test_column_map_options_and_list_answers(tmp_path: Path) -> None:
     assert found["hf-d-1"]["answer"] == "B" and found["hf-d-1"]["choices"] == ["red", "blue"]
     assert found["hf-d-2"]["answer"] == "A" and found["hf-d-2"]["answer_type"] == "choice"
     assert found["hf-d-3"]["answer"] == "3" and found["hf-d-3"]["answer_type"] == "number"
-    extra = [c.extra for c in import_source(SourceConfig(type="hf", path=str(tmp_path / "d.parquet"),
-                                                         columns=columns), DataConfig()) if isinstance(c, Candidate)]  # fmt: skip
+    extra = [
+        c.extra
+        for c in import_source(
+            SourceConfig(type="hf", path=str(tmp_path / "d.parquet"), columns=columns), DataConfig()
+        )
+        if isinstance(c, Candidate)
+    ]
     assert json.loads(extra[2]["answers"]) == ["3", "three"]
 
 
@@ -117,8 +122,9 @@ def test_box_conventions_are_declared(tmp_path: Path, bbox_format: str, cell: ob
     records = [{"image": png(), "question": "Where?", "answer": "here", "boxes": cell}]
     (tmp_path / "d.jsonl").write_text(json.dumps({**records[0], "image": "im.png"}) + "\n")
     (tmp_path / "im.png").write_bytes(png())
-    source = SourceConfig(type="hf", path=str(tmp_path / "d.jsonl"), bbox_format=bbox_format,
-                          columns={"bbox": "boxes"})  # fmt: skip
+    source = SourceConfig(
+        type="hf", path=str(tmp_path / "d.jsonl"), bbox_format=bbox_format, columns={"bbox": "boxes"}
+    )
     build(_config(tmp_path, source), progress=False)
     (row,) = _manifest(tmp_path).values()
     assert [r["bbox"] for r in row["regions"]] == [[float(v) for v in box] for box in expected]
@@ -150,8 +156,9 @@ def test_bad_rows_name_file_row_field(tmp_path: Path, change: dict, where: tuple
 
 def test_bad_sources_name_what_is_missing(tmp_path: Path) -> None:
     dataset(rows(1)).to_parquet(str(tmp_path / "d.parquet"))
-    (missing,) = _problems(SourceConfig(type="hf", path=str(tmp_path / "d.parquet"),
-                                        columns={"question": "query"}), tmp_path)  # fmt: skip
+    (missing,) = _problems(
+        SourceConfig(type="hf", path=str(tmp_path / "d.parquet"), columns={"question": "query"}), tmp_path
+    )
     assert missing.field == "<columns>" and "question (column 'query')" in missing.message
     datasets.DatasetDict({"train": dataset(rows(1))}).save_to_disk(str(tmp_path / "dd"))
     (split,) = _problems(SourceConfig(type="hf", path=str(tmp_path / "dd"), split="validation"), tmp_path)

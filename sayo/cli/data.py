@@ -46,3 +46,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"skipped {len(result.rejected)} invalid input(s): see {result.output / 'rejected.jsonl'}"
             )
+        if result.dropped:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(result.dropped.items()))
+            typer.echo(f"dropped by rule ({reasons}): see {result.output / 'dropped.jsonl'} (docs/data.md)")

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class BuildResult:
     splits: dict[str, int]
     rejected: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows importers left out by rule
 
 
 @dataclass
@@ -108,6 +110,7 @@ def _collect(config: DataConfig, staging: Path, progress: bool) -> _Collected:
                 _accept(result, collected)
             if source.fill_to and len(collected.samples) >= source.fill_to:
                 break
+        results.close()  # stops the source's workers now when fill_to ended it early
     return collected
 
 
@@ -163,4 +166,5 @@ def build(config: DataConfig, skip_invalid: bool = False, progress: bool = True)
         swap_in(root, out)
     seconds = time.perf_counter() - start
     log.info("built %d samples into %s in %.1f s", stats["num_samples"], out, seconds)
-    return BuildResult(out, stats["num_samples"], stats["per_split"], collected.problems, seconds)
+    dropped = dict(Counter(row.reason for row in collected.dropped))
+    return BuildResult(out, stats["num_samples"], stats["per_split"], collected.problems, seconds, dropped)

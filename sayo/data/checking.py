@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import tempfile
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +114,7 @@ def _chunks(items: Iterable[Item]) -> Iterator[list[Item]]:
         yield chunk
 
 
-def check_all(items: Iterable[Item], job: Job, workers: int) -> Iterator[Result]:
+def check_all(items: Iterable[Item], job: Job, workers: int) -> Generator[Result, None, None]:
     """The results of `items` in their order: checked in-process first, then in `workers` processes."""
     chunks = _chunks(items)
     done = 0

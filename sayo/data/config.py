@@ -22,7 +22,9 @@ from typing import Literal, get_args
 from sayo.config import fail
 from sayo.data.synthetic import SyntheticConfig
 
-SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic", "hf"]
+SourceType = Literal["jsonl", "coco", "refcoco", "tsv", "synthetic", "hf", "gqa", "refocus", "paper_parquet"]
+HF_TYPES: tuple[str, ...] = ("hf", "refocus", "paper_parquet")  # read through `datasets` (path or dataset)
+WRITERS: tuple[str, ...] = ("pre_processor", "multiple_processor")  # the authors' parquet writers
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 BBOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "xyxy_norm", "xywh_norm")  # _norm: fractions of w/h
@@ -42,7 +44,7 @@ HF_FIELDS: tuple[str, ...] = (
 class SourceConfig:
     """One input of the dataset; `path` is resolved against the config file's directory."""
 
-    type: str = "synthetic"  # jsonl | coco | refcoco | tsv | synthetic | hf
+    type: str = "synthetic"  # jsonl | coco | refcoco | tsv | synthetic | hf | gqa | refocus | paper_parquet
     path: str = ""  # jsonl/tsv file, COCO JSON; hf: a dataset directory, parquet/arrow/jsonl file or glob
     name: str = ""  # label in `Sample.source` and stats; defaults to the type
     weight: float = 1.0  # 1 = all samples, <1 subsample, >1 repeat (see module docstring)
@@ -54,16 +56,22 @@ class SourceConfig:
     split: str = "train"  # hf: which split to read (files without splits have only "train")
     columns: dict[str, str] = field(default_factory=dict)  # hf: sayo field -> column (docs/data.md)
     fill_to: int | None = None  # stop this source once the dataset holds this many samples (null = all)
+    scene_graphs: str = ""  # gqa: the scene-graph JSON (questions JSON in `path`, images in `images`)
+    areas: str = "all"  # refocus: every focus area is a region ("all"), or only the "first" (the authors')
+    select_fraction: float | None = None  # hf/refocus: keep the test part of train_test_split(this, seed)
+    select_seed: int = 42  # hf/refocus: the seed of that split (the authors': 42)
+    writer: str = ""  # paper_parquet: which authors' script wrote it: pre_processor | multiple_processor
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
             fail("source.type", self.type, f"must be one of {list(SOURCE_TYPES)}")
-        if self.type == "hf" and bool(self.path) == bool(self.dataset):
-            fail("source.path", self.path, "an 'hf' source needs exactly one of path and dataset")
-        if self.type not in ("synthetic", "hf") and not self.path:
+        if self.type in HF_TYPES and bool(self.path) == bool(self.dataset):
+            fail("source.path", self.path, f"a {self.type!r} source needs exactly one of path and dataset")
+        if self.type not in ("synthetic", *HF_TYPES) and not self.path:
             fail("source.path", self.path, f"a {self.type!r} source needs a path")
         if self.type == "refcoco" and not self.refs:
             fail("source.refs", self.refs, "a 'refcoco' source needs the refs JSON file")
+        self._check_paper_fields()
         w = self.weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             fail(f"source[{self.label}].weight", w, "must be a finite number > 0")
@@ -78,6 +86,19 @@ class SourceConfig:
             fail(f"source[{self.label}].fill_to", self.fill_to, "must be an integer >= 1 or null")
         if not self.split:
             fail("source.split", self.split, "must name a split (e.g. 'train')")
+
+    def _check_paper_fields(self) -> None:
+        if self.type == "gqa" and not self.scene_graphs:
+            fail("source.scene_graphs", self.scene_graphs, "a 'gqa' source needs the scene-graph JSON")
+        if self.type == "paper_parquet" and self.writer not in WRITERS:
+            fail(
+                "source.writer", self.writer, f"a 'paper_parquet' source must declare one of {list(WRITERS)}"
+            )
+        if self.areas not in ("all", "first"):
+            fail("source.areas", self.areas, "must be 'all' or 'first'")
+        fraction = self.select_fraction
+        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
+            fail("source.select_fraction", fraction, "must be a number in (0, 1) or null")
 
     @property
     def label(self) -> str:
@@ -143,7 +164,7 @@ def resolve_source_paths(config: DataConfig, base: str | Path) -> DataConfig:
     """
     root = Path(base).resolve()
     for source in config.sources:
-        for name in ("path", "images", "refs"):
+        for name in ("path", "images", "refs", "scene_graphs"):
             value = getattr(source, name)
             if value and not Path(value).is_absolute():
                 setattr(source, name, str(root / value))

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.importers.coco import import_coco, import_refcoco
+from sayo.data.importers.gqa import import_gqa
 from sayo.data.importers.hf import import_hf
 from sayo.data.importers.jsonl import import_jsonl
+from sayo.data.importers.paper import import_paper_parquet, import_refocus
 from sayo.data.importers.synthetic import import_synthetic
 from sayo.data.importers.tsv import import_tsv
 from sayo.data.validate import Candidate, Dropped, Problem
@@ -27,6 +29,9 @@ IMPORTERS: dict[str, Importer] = {
     "tsv": import_tsv,
     "synthetic": import_synthetic,
     "hf": import_hf,
+    "gqa": import_gqa,
+    "refocus": import_refocus,
+    "paper_parquet": import_paper_parquet,
 }
 
 

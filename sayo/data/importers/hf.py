@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from sayo.data.config import HF_FIELDS, DataConfig, SourceConfig
 from sayo.data.importers.files import read_image
 from sayo.data.importers.hf_open import Part, open_parts
 from sayo.data.importers.tsv import OPTION_LETTERS
-from sayo.data.validate import Candidate, Problem
+from sayo.data.validate import Candidate, Dropped, Problem
 
 REQUIRED = ("image", "question", "answer")
 BOX_KEYS = {"xyxy": ("x1", "y1", "x2", "y2"), "xywh": ("x", "y", "w", "h")}  # dict-of-lists boxes
@@ -41,43 +41,86 @@ def column_map(source: SourceConfig, defaults: dict[str, str] | None = None) -> 
     return {**{name: name for name in HF_FIELDS}, **(defaults or {}), **source.columns}
 
 
-def import_hf(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem]:
+def import_hf(source: SourceConfig, config: DataConfig) -> Iterator[Candidate | Problem | Dropped]:
     """One candidate per row of every part (file, or the split of a directory/cached dataset)."""
     del config
     yield from import_mapped(source, column_map(source))
 
 
+Finish = Callable[[Candidate, dict[str, Any], Part, int], "Candidate | Problem | Dropped"]
+
+
 def import_mapped(
-    source: SourceConfig, mapping: dict[str, str], explicit: tuple[str, ...] = ()
-) -> Iterator[Candidate | Problem]:
-    """Rows of `source` read through `mapping`; fields in `explicit` (or `source.columns`) must exist."""
+    source: SourceConfig,
+    mapping: dict[str, str],
+    explicit: tuple[str, ...] = (),
+    finish: Finish | None = None,
+    raw: tuple[str, ...] = (),
+) -> Iterator[Candidate | Problem | Dropped]:
+    """Rows of `source` read through `mapping`; fields in `explicit` (or `source.columns`) must exist.
+
+    `raw` names further columns that must exist (read by `finish` itself).
+    `finish` completes a candidate from its raw row (a dataset-specific importer's own fields);
+    with `source.select_fraction`, only the rows `selected_rows` picks are read.
+    """
     required = {*REQUIRED, *explicit, *source.columns}
-    for part in open_parts(source, (mapping["image"],)):
+    keep = selected_rows(source) if source.select_fraction else None
+    index = -1
+    for part in open_parts(source):
         if isinstance(part, Problem):
             yield part
             continue
         missing = [
             f"{f} (column {c!r})" for f, c in mapping.items() if f in required and c not in part.columns
         ]
+        missing += [f"column {c!r}" for c in raw if c not in part.columns]
         if missing:
             yield Problem(part.where, 0, "<columns>", f"missing {', '.join(missing)}; found {part.columns}")
             continue
         used = {f: c for f, c in mapping.items() if c in part.columns}
-        yield from _rows(part, used, source)
+        for number, row in _rows(part):
+            index += 1
+            if isinstance(row, Problem):
+                yield row
+            elif keep is None or index in keep:
+                result = row_candidate(row, used, part, number, source)
+                yield (
+                    finish(result, row, part, number) if finish and isinstance(result, Candidate) else result
+                )
 
 
-def _rows(part: Part, used: dict[str, str], source: SourceConfig) -> Iterator[Candidate | Problem]:
-    row_number = 0
+def _rows(part: Part) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    number = 0
     while True:
         try:
             row = next(part.rows, None)
-        except Exception as error:
-            yield Problem(part.where, row_number + 1, "<row>", f"unreadable: {type(error).__name__}: {error}")
+        except Exception as error:  # a corrupt file stops its part, reported where it broke
+            yield (
+                number + 1,
+                Problem(part.where, number + 1, "<row>", f"unreadable: {type(error).__name__}: {error}"),
+            )
             return
         if row is None:
             return
-        row_number += 1
-        yield row_candidate(row, used, part, row_number, source)
+        number += 1
+        yield number, row
+
+
+def selected_rows(source: SourceConfig) -> set[int]:
+    """Row indices (over all parts, in order) in the test part of `train_test_split` as configured.
+
+    The authors select ReFocus rows with `train_test_split(test_size=0.25, seed=42)["test"]`; that
+    split depends only on the number of rows and the seed, so it is taken here on a table of row
+    indices with `datasets` itself, and equals theirs on the same rows in the same order.
+    """
+    import datasets
+
+    total = sum(part.num_rows() for part in open_parts(source) if isinstance(part, Part))
+    if total < 2:
+        return set(range(total))
+    indices = datasets.Dataset.from_dict({"i": list(range(total))})
+    split = indices.train_test_split(test_size=source.select_fraction, seed=source.select_seed)
+    return set(split["test"]["i"])
 
 
 def row_candidate(
@@ -162,8 +205,13 @@ def read_boxes(cell: Any, bbox_format: str, image: bytes) -> list[list[float]] |
                 f"a dict of boxes needs lists {list(keys)} (bbox_format {bbox_format!r}); got {sorted(cell)}"
             )
         cell = [list(values) for values in zip(*(cell[k] for k in keys), strict=False)]
+        if not cell:
+            return []
     if not isinstance(cell, list):
         return f"boxes must be a list of 4 numbers or a list of boxes, got {type(cell).__name__}"
+    if isinstance(cell[0], dict):  # a list of {x1, y1, x2, y2} (a parquet read without its features)
+        keys = BOX_KEYS[base]
+        cell = [[box.get(k) for k in keys] if isinstance(box, dict) else box for box in cell]
     boxes = cell if isinstance(cell[0], (list, tuple)) else [cell]
     scale = (1.0, 1.0)
     if bbox_format.endswith("_norm"):

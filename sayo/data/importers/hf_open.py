@@ -37,20 +37,34 @@ class Part:
     rows: Iterator[dict[str, Any]]
     root: Path  # relative image paths are looked up here
     stem: str  # distinguishes row-number ids of different files
+    known_rows: int | None = None  # the row count, when the format records it
+
+    def num_rows(self) -> int:
+        """How many rows the part has: recorded, else counted (which reads the rows)."""
+        if self.known_rows is None:
+            self.known_rows = sum(1 for _ in self.rows)
+        return self.known_rows
 
 
-def open_parts(source: SourceConfig, image_columns: tuple[str, ...]) -> Iterator[Part | Problem]:
-    """The parts of `source`, images of `image_columns` left undecoded ({"bytes", "path"})."""
-    import datasets
+def open_parts(source: SourceConfig) -> Iterator[Part | Problem]:
+    """The parts of `source`, every image column left undecoded ({"bytes", "path"}).
 
+    Undecoded because the build stores the dataset's own bytes, and an image column no field
+    maps to (ReFocus's `edited_image`) is then never decoded at all.
+    """
+    try:
+        import datasets
+    except ImportError:
+        yield Problem(source.path or source.dataset, 0, "type", "needs `datasets`: pip install 'sayo[data]'")
+        return
     datasets.disable_progress_bars()
     if source.dataset:
-        yield _from_cache(source, image_columns)
+        yield _from_cache(source)
         return
     path = Path(source.path)
     if path.is_dir():
         saved = any((path / marker).is_file() for marker in SAVED_MARKERS)
-        yield _from_saved(source, path, image_columns) if saved else _from_dir(source, path, image_columns)
+        yield _from_saved(source, path) if saved else _from_dir(source, path)
         return
     files = sorted(glob.glob(source.path)) if glob.has_magic(source.path) else [source.path]
     if not files or not Path(files[0]).exists():
@@ -60,23 +74,27 @@ def open_parts(source: SourceConfig, image_columns: tuple[str, ...]) -> Iterator
         yield Problem(source.path, 0, "split", f"files have one split, 'train'; got {source.split!r}")
         return
     for file in files:
-        yield _from_file(file, image_columns)
+        yield _from_file(file)
 
 
-def _from_file(file: str, image_columns: tuple[str, ...]) -> Part | Problem:
-    import datasets
+def _from_file(file: str) -> Part | Problem:
+    import datasets  # the `data` extra: imported only when an hf source is read
+    import pyarrow.parquet as pq
 
     builder = BUILDERS.get(Path(file).suffix.lower())
     if builder is None:
         return Problem(file, 0, "path", f"unknown file type; expected one of {sorted(BUILDERS)}")
     try:
         stream = datasets.load_dataset(builder, data_files=[file], split="train", streaming=True)
-        return _part(stream, file, Path(file).parent, Path(file).stem, image_columns)
+        part = _part(stream, file, Path(file).parent, Path(file).stem)
+        if builder == "parquet":
+            part.known_rows = pq.ParquetFile(file).metadata.num_rows
+        return part
     except Exception as error:
         return Problem(file, 0, "<file>", f"cannot read as {builder}: {type(error).__name__}: {error}")
 
 
-def _from_saved(source: SourceConfig, path: Path, image_columns: tuple[str, ...]) -> Part | Problem:
+def _from_saved(source: SourceConfig, path: Path) -> Part | Problem:
     import datasets
 
     try:
@@ -88,10 +106,12 @@ def _from_saved(source: SourceConfig, path: Path, image_columns: tuple[str, ...]
             return Problem(str(path), 0, "split", f"no split {source.split!r}; available: {sorted(loaded)}")
         loaded = loaded[source.split]
     where = f"{path}[{source.split}]"
-    return _part(loaded.to_iterable_dataset(), where, path, source.split, image_columns)
+    part = _part(loaded.to_iterable_dataset(), where, path, source.split)
+    part.known_rows = len(loaded)
+    return part
 
 
-def _from_dir(source: SourceConfig, path: Path, image_columns: tuple[str, ...]) -> Part | Problem:
+def _from_dir(source: SourceConfig, path: Path) -> Part | Problem:
     """A directory laid out as a dataset repository (data files, perhaps a README with configs)."""
     import datasets
 
@@ -105,7 +125,7 @@ def _from_dir(source: SourceConfig, path: Path, image_columns: tuple[str, ...]) 
         return Problem(str(path), 0, field, str(error))
     except Exception as error:
         return Problem(str(path), 0, "<dataset>", f"cannot load: {type(error).__name__}: {error}")
-    return _part(stream, where, path, source.split, image_columns)
+    return _part(stream, where, path, source.split)
 
 
 def hub_cache() -> str:
@@ -116,7 +136,7 @@ def hub_cache() -> str:
     return os.path.join(home, "hub")
 
 
-def _from_cache(source: SourceConfig, image_columns: tuple[str, ...]) -> Part | Problem:
+def _from_cache(source: SourceConfig) -> Part | Problem:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -130,18 +150,18 @@ def _from_cache(source: SourceConfig, image_columns: tuple[str, ...]) -> Part | 
         )
         message = f"dataset {source.dataset!r} is not in the local HF cache {cache}: {how}"
         return Problem(source.dataset, 0, "dataset", f"{message} ({type(error).__name__})")
-    part = _from_dir(source, Path(local), image_columns)
+    part = _from_dir(source, Path(local))
     if isinstance(part, Part):
         part.where = f"{source.dataset}[{source.split}]"
     return part
 
 
-def _part(stream: Any, where: str, root: Path, stem: str, image_columns: tuple[str, ...]) -> Part:
+def _part(stream: Any, where: str, root: Path, stem: str) -> Part:
     import datasets
 
     features = stream.features or {}
-    for name in image_columns:
-        if isinstance(features.get(name), datasets.Image):
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Image):
             stream = stream.cast_column(name, datasets.Image(decode=False))  # raw bytes, as stored
     rows = iter(stream)
     columns = list(features) if features else list(stream.column_names or [])
