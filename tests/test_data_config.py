@@ -55,15 +55,14 @@ JSONL_SOURCES = "data.sources=[{type: jsonl, name: m, path: mine.jsonl, images: 
 
 @pytest.fixture
 def folders(tmp_path: Path, monkeypatch) -> dict[str, Path]:
-    """A working directory and, elsewhere, a folder of recipe files (`cfg/mine.yaml`, `cfg/base.yaml`)."""
+    """A working directory and, elsewhere, recipe files (`cfg/mine.yaml` on `cfg/shared/base.yaml`)."""
     work, cfg = tmp_path / "work", tmp_path / "cfg"
-    work.mkdir(), cfg.mkdir()
-    (cfg / "base.yaml").write_text(
-        "base: tiny\ndata:\n  sources:\n    - {type: jsonl, name: b, path: b.jsonl}\n"
-    )
-    (cfg / "mine.yaml").write_text("base: base.yaml\ngrpo: {max_steps: 2}\n")
+    work.mkdir(), (cfg / "shared").mkdir(parents=True)
+    base = "base: tiny\ndata:\n  sources:\n    - {type: jsonl, name: b, path: b.jsonl}\n"
+    (cfg / "shared" / "base.yaml").write_text(base)
+    (cfg / "mine.yaml").write_text("base: shared/base.yaml\ngrpo: {max_steps: 2}\n")
     monkeypatch.chdir(work)
-    return {"work": work.resolve(), "cfg": cfg.resolve()}
+    return {"work": work.resolve(), "shared": (cfg / "shared").resolve()}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +71,7 @@ def folders(tmp_path: Path, monkeypatch) -> dict[str, Path]:
         ("tiny", [JSONL_SOURCES], "work", "mine.jsonl"),  # typed on the command line, built-in recipe
         ("../cfg/mine.yaml", [JSONL_SOURCES], "work", "mine.jsonl"),  # typed, over a file of the user's
         ("../cfg/mine.yaml", ["data.sources.0.path=x/b.jsonl"], "work", "x/b.jsonl"),  # one field typed
-        ("../cfg/mine.yaml", [], "cfg", "b.jsonl"),  # written in a base file: that file's folder
+        ("../cfg/mine.yaml", [], "shared", "b.jsonl"),  # written in a base file: that file's folder
     ],
 )
 def test_relative_source_paths_resolve_where_they_were_written(
@@ -121,7 +120,7 @@ def test_the_cli_and_the_kubeflow_overrides_resolve_typed_paths_in_the_working_d
         (lambda: DataConfig(seed=-1), "seed = -1"),
         (lambda: DataConfig(max_samples=0), "data.max_samples = 0"),
         (lambda: config_from_dict({"sourcez": []}), "unknown key(s)"),
-        (lambda: config_from_dict({"synthetic": {"num_samples": 0}}), "SyntheticConfig.num_samples"),
+        (lambda: config_from_dict({"synthetic": {"num_samples": 0}}), "data.synthetic.num_samples = 0"),
         (lambda: apply_overrides({}, ["no_equals_sign"]), "key=value"),
     ],
 )

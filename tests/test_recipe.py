@@ -91,7 +91,10 @@ def test_numeric_overrides(override: str, expected: float) -> None:
             "data.sources.0.weight = 0.0 (command line): must be a finite number > 0",
         ),
         ("data.sources.0.type=csv", "data.sources.0.type = 'csv' (command line): must be one of"),
-        ("evaluate.benchmarks.0.metric=f1", "evaluate.benchmarks.0.metric = 'f1' (command line): one of"),
+        (
+            "evaluate.benchmarks.0.metric=f1",
+            "evaluate.benchmarks.0.metric = 'f1' (command line): must be one of",
+        ),
     ],
 )
 def test_bad_values_name_the_full_key_and_the_command_line(override: str, message: str) -> None:
@@ -102,14 +105,14 @@ def test_bad_values_name_the_full_key_and_the_command_line(override: str, messag
 
 def test_bad_values_in_a_file_name_the_file_and_line(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "base.yaml").write_text("base: tiny\ndata:\n  splits:\n    train: 1.5\n")
-    (tmp_path / "mine.yaml").write_text("base: base.yaml\n# the warm-up\ngrpo:\n  optim:\n    lr: -1.0\n")
-    with pytest.raises(ValueError, match=re.escape("grpo.optim.lr = -1.0 (mine.yaml:5): must be > 0")):
-        load_recipe("mine.yaml")
-    fixed = ["grpo.optim.lr=1e-5"]  # the override wins over the file; the base file's value is next
+    (tmp_path / "base.yaml").write_text("base: tiny\ngrpo:\n  optim:\n    lr: -1.0\n")
+    (tmp_path / "mine.yaml").write_text("base: base.yaml\n# fractions\ndata:\n  splits:\n    train: 1.5\n")
     with pytest.raises(
-        ValueError, match=re.escape("data.splits.train = 1.5 (base.yaml:4): must be a number")
+        ValueError, match=re.escape("data.splits.train = 1.5 (mine.yaml:5): must be a number")
     ):
+        load_recipe("mine.yaml")
+    fixed = ["data.splits.train=0.8"]  # the override wins over the file; the base file's value is next
+    with pytest.raises(ValueError, match=re.escape("grpo.optim.lr = -1.0 (base.yaml:4): must be > 0")):
         load_recipe("mine.yaml", fixed)
     (tmp_path / "mine.yaml").write_text("base: tiny\ngrpo:\n  group_sise: 4\n")
     with pytest.raises(ValueError, match=re.escape("unknown key(s) ['group_sise'] in grpo (mine.yaml:3)")):
