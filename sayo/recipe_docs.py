@@ -32,6 +32,25 @@ the command line with its dotted key: `sayo grpo grpo.group_size=8 rewards.atten
 
 A recipe may start from another with `base: <name or path>`: mappings merge key by key, anything
 else (lists included) is replaced. Numbers may be written as a user would (`5e-6`, `1e3`, `0.5`).
+
+An invalid value is refused with its full dotted key, the value, where it was written and what is
+allowed: `grpo.optim.lr = -1.0 (command line): must be > 0`, `data.splits.train = 1.5 (mine.yaml:12): ...`.
+
+### Relative paths
+
+The input files of a data source (`data.sources.N.path`, `.images`, `.refs`) resolve where they were
+written:
+
+- typed on the command line (`sayo data build 'data.sources=[{type: jsonl, path: mine.jsonl}]'`, and the
+  Kubeflow pipeline's `overrides` and `data_sources` parameters, applied the same way): against the
+  current directory;
+- in a recipe file of yours (also one that another recipe names as its `base:`): against that file's
+  directory;
+- in a built-in recipe (`--config tiny`): against the current directory.
+
+Every other path (`data.path`, `checkpoint.dir`, `evaluate.out_dir`, `evaluate.benchmarks.N.path`,
+`grpo.init_from`, `deepspeed.config`, `model.name_or_path`) is relative to the current directory, where
+the stages run and write; `base:` looks next to the recipe file first.
 """
 
 

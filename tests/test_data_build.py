@@ -219,7 +219,7 @@ def test_cli_build_with_overrides(tmp_path: Path) -> None:
 def test_cli_rejects_bad_config(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("data:\n  sources:\n    - {type: csv, path: x}\n")
     result = CliRunner().invoke(app, ["data", "build", "--config", str(tmp_path / "c.yaml")])
-    assert result.exit_code != 0 and "source.type" in str(result.exception)
+    assert result.exit_code != 0 and "data.sources.0.type = 'csv' (" in str(result.exception)
 
 
 @pytest.mark.slow

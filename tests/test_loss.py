@@ -279,3 +279,12 @@ def test_advantage_parts_sum_to_the_trainers_advantages(scale: str, per_componen
     # both sides centre float32 rewards in a different order: tolerance scaled to the values
     torch.testing.assert_close(sum(parts.values()), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
     assert float(parts["format"].abs().max()) == 0.0  # constant in every group: no part of any advantage
+
+
+def test_the_recipe_offers_the_loss_choices() -> None:
+    """sayo.train.config spells the loss's choices out (reading a recipe must not import torch)."""
+    from sayo import loss
+    from sayo.train import config
+
+    assert config.LOSS_TYPES == loss.LOSS_TYPES
+    assert config.ADVANTAGE_SCALES == loss.ADVANTAGE_SCALES

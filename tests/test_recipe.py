@@ -3,6 +3,7 @@ them; moved keys refused with the new key named; `base:` chains; the generated f
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,22 +71,66 @@ def test_numeric_overrides(override: str, expected: float) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("grpo.optim.lr=fast", "grpo.optim.lr = 'fast' is invalid: must be a number"),
-        ("grpo.max_steps=1.5", "grpo.max_steps = 1.5 is invalid: must be an integer"),
-        ("grpo.pack_groups=maybe", "grpo.pack_groups = 'maybe' is invalid: must be true or false"),
-        ("grpo.loss_type=ppo", "grpo.loss_type = 'ppo' is invalid: must be one of"),
-        ("rewards.attention.form=cosine", "rewards.attention.form = 'cosine' is invalid"),
-        ("rewards.attention.ratio=0", "rewards.attention.ratio = 0.0 is invalid: must be in (0, 1]"),
-        ("rewards.weights.accuracy=-1", "rewards.weights.accuracy = -1.0 is invalid"),
-        ("grpo.group_sise=4", "unknown key(s) ['group_sise'] in grpo"),
-        ("device=gpu", "device = 'gpu' is invalid"),
-        ("model.dtype=fp8", "model.dtype = 'fp8' is invalid"),
+        ("grpo.optim.lr=fast", "grpo.optim.lr = 'fast' (command line): must be a number"),
+        ("grpo.max_steps=1.5", "grpo.max_steps = 1.5 (command line): must be an integer"),
+        ("grpo.pack_groups=maybe", "grpo.pack_groups = 'maybe' (command line): must be true or false"),
+        ("grpo.loss_type=ppo", "grpo.loss_type = 'ppo' (command line): must be one of"),
+        ("rewards.attention.form=cosine", "rewards.attention.form = 'cosine' (command line): must be one of"),
+        ("rewards.attention.ratio=0", "rewards.attention.ratio = 0.0 (command line): must be in (0, 1]"),
+        ("rewards.weights.accuracy=-1", "rewards.weights.accuracy = -1.0 (command line): must be"),
+        ("grpo.group_sise=4", "unknown key(s) ['group_sise'] in grpo (command line); allowed:"),
+        ("device=gpu", "device = 'gpu' (command line): must be"),
+        ("model.dtype=fp8", "model.dtype = 'fp8' (command line): must be one of"),
+        # checks a section shares (sft and grpo both have `optim`) or that name the field their own way
+        ("grpo.optim.lr=-1.0", "grpo.optim.lr = -1.0 (command line): must be > 0"),
+        ("sft.optim.lr=0", "sft.optim.lr = 0.0 (command line): must be > 0"),
+        ("data.synthetic.num_samples=0", "data.synthetic.num_samples = 0 (command line): must be in [1"),
+        ("data.splits.train=1.5", "data.splits.train = 1.5 (command line): must be a number in [0, 1]"),
+        (
+            "data.sources.0.weight=0",
+            "data.sources.0.weight = 0.0 (command line): must be a finite number > 0",
+        ),
+        ("data.sources.0.type=csv", "data.sources.0.type = 'csv' (command line): must be one of"),
+        (
+            "evaluate.benchmarks.0.metric=f1",
+            "evaluate.benchmarks.0.metric = 'f1' (command line): must be one of",
+        ),
     ],
 )
-def test_bad_values_name_the_field(override: str, message: str) -> None:
+def test_bad_values_name_the_full_key_and_the_command_line(override: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         load_recipe("tiny", [override])
-    assert message in str(info.value) and "tiny.yaml" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_bad_values_in_a_file_name_the_file_and_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text("base: tiny\ngrpo:\n  optim:\n    lr: -1.0\n")
+    (tmp_path / "mine.yaml").write_text("base: base.yaml\n# fractions\ndata:\n  splits:\n    train: 1.5\n")
+    with pytest.raises(
+        ValueError, match=re.escape("data.splits.train = 1.5 (mine.yaml:5): must be a number")
+    ):
+        load_recipe("mine.yaml")
+    fixed = ["data.splits.train=0.8"]  # the override wins over the file; the base file's value is next
+    with pytest.raises(ValueError, match=re.escape("grpo.optim.lr = -1.0 (base.yaml:4): must be > 0")):
+        load_recipe("mine.yaml", fixed)
+    (tmp_path / "mine.yaml").write_text("base: tiny\ngrpo:\n  group_sise: 4\n")
+    with pytest.raises(ValueError, match=re.escape("unknown key(s) ['group_sise'] in grpo (mine.yaml:3)")):
+        load_recipe("mine.yaml")
+    with pytest.raises(ValueError, match=re.escape("grpo.optim.lr = -1.0 (command line)")):
+        load_recipe("mine.yaml", ["grpo={optim: {lr: -1.0}}"])  # a section replaced: none of the file left
+
+
+def test_a_section_wide_check_names_where_its_values_came_from(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("base: tiny\ndata:\n  splits: {train: 0.5, val: 0.3, test: 0.1}\n")
+    with pytest.raises(ValueError) as info:
+        load_recipe("mine.yaml", ["data.splits.test=0.3"])
+    message = str(info.value)
+    assert message.startswith(
+        "data.splits = {'train': 0.5, 'val': 0.3, 'test': 0.3} (mine.yaml:3, command line)"
+    )
+    assert "fractions must sum to 1" in message
 
 
 @pytest.mark.parametrize("old", sorted(MOVED_KEYS))
@@ -97,9 +142,11 @@ def test_moved_keys_are_refused_with_the_new_key(tmp_path: Path, old: str) -> No
         node = node.setdefault(part, {})
     node[leaf] = 1 if leaf != "train" else {"seed": 0}
     path = _write(tmp_path / "old.yaml", raw)
-    with pytest.raises(ValueError, match=f"{old} moved to"):
+    with pytest.raises(ValueError, match=rf"{re.escape(old)} = .* \(.*old\.yaml:\d+\): moved to"):
         load_recipe(path)
-    with pytest.raises(ValueError, match=f"{old} moved to"):  # the same as an override
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(old)} = 1 \(command line\): moved to"
+    ):  # as an override
         load_recipe("tiny", [f"{old}=1"])
 
 

@@ -4,83 +4,105 @@ Each command is thin: it loads the recipe (`--config`, built-in name or file, pl
 overrides) and calls the library. `sayo data build|sft|grpo|evaluate|register` run the stages,
 `sayo recipes` lists and shows the built-in recipes and documents every field, `sayo pipeline`
 compiles, runs locally or submits the Kubeflow pipeline.
+
+Commands load lazily: `COMMANDS` names each command's module and the line `sayo --help` shows,
+so `sayo --help` imports no command module (and so not torch, transformers or mlflow) and a
+command imports only its own module. tests/test_cli.py checks the lines against the commands.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from sayo.cli.common import DEFAULT, Overrides, RecipeOption, recipe_from
-from sayo.cli.data import register as register_data_commands
-from sayo.cli.evaluate import register as register_evaluation_commands
-from sayo.cli.experiment import register as register_experiment_commands
-from sayo.cli.kubeflow import register as register_pipeline_commands
-from sayo.cli.recipes import register as register_recipe_commands
-from sayo.cli.train import register as register_training_commands
-from sayo.cli.train import register_diagnose
-from sayo.demo import DemoConfig, run_demo
-from sayo.models import TinyQwen3VLSpec, TinySpec, save_tiny
+if TYPE_CHECKING:  # typer vendors click: its classes, for the annotations
+    from typer._click import Command, Context
+
+# name -> (module, the function that adds the command to an app, the line `sayo --help` shows)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": (
+        "sayo.cli.demo",
+        "register",
+        "Score a GRPO group per synthetic sample with every reward; print a table, write heatmaps.",
+    ),
+    "sft": (
+        "sayo.cli.train",
+        "register",
+        "Supervised warm-up on answer-formatted data (loss on response tokens only).",
+    ),
+    "grpo": ("sayo.cli.train", "register", "GRPO with the region-attention reward (SAYO)."),
+    "diagnose": (
+        "sayo.cli.train",
+        "register_diagnose",
+        "Signal check: each reward term's within- vs between-group spread, attention lift, whether\n"
+        "the policy answers by looking; warns on no signal and names the failing link.",
+    ),
+    "evaluate": (
+        "sayo.cli.evaluate",
+        "register",
+        "Answer the benchmark sets with one or more checkpoints; write metrics, report and figures.",
+    ),
+    "register": (
+        "sayo.cli.evaluate",
+        "register",
+        "Log the checkpoint as an MLflow model, alias it `challenger`, promote it to `champion` if it "
+        "passes the gate.",
+    ),
+    "model": ("sayo.cli.demo", "register_model", "Policies: build and save the tiny offline model."),
+    "data": ("sayo.cli.data", "register", "Region-grounded datasets."),
+    "recipes": ("sayo.cli.recipes", "register", "Recipes: one YAML file configures every stage."),
+    "experiment": ("sayo.cli.experiment", "register", "Experiments over recipes."),
+    "pipeline": ("sayo.cli.kubeflow", "register", "The Kubeflow pipeline: compile, run locally, submit."),
+}
+
+
+class _NotLoaded(TyperCommand):
+    """A command's name and help line, standing in for it until it is run."""
+
+
+@functools.cache
+def _registered(module: str, registrar: str) -> TyperGroup:
+    """The commands a module's registrar adds to an app, as a click group (imported once)."""
+    sub = typer.Typer()
+    getattr(importlib.import_module(module), registrar)(sub)
+    return typer.main.get_group(sub)
+
+
+def load_command(name: str) -> Command:
+    """The real command `name` (its module imported)."""
+    module, registrar, _ = COMMANDS[name]
+    return _registered(module, registrar).commands[name]
+
+
+class LazyGroup(TyperGroup):
+    """The `sayo` group: lists every command from `COMMANDS`, imports one only to run it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name, (_, _, line) in COMMANDS.items():
+            self.commands.setdefault(name, _NotLoaded(name, help=line))
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        if args and isinstance(self.commands.get(args[0]), _NotLoaded):
+            self.commands[args[0]] = load_command(args[0])
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="sayo: teach multimodal LLMs to look at the right part of the image.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-model_app = typer.Typer(help="Policies: build and save the tiny offline model.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("outputs/demo"),
-    model: Annotated[
-        str | None,
-        typer.Option(help="'tiny', a checkpoint directory or a cached hub id (default: the recipe's)"),
-    ] = None,
-    num_samples: Annotated[int, typer.Option(min=1, help="synthetic samples (one GRPO group each)")] = 4,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    config: RecipeOption = DEFAULT,
-    overrides: Overrides = None,
-) -> None:
-    """Score a GRPO group per synthetic sample with every reward; print a table, write heatmaps."""
-    recipe = recipe_from(config, overrides)
-    run_demo(
-        DemoConfig(
-            model=model or recipe.model.name_or_path,
-            num_samples=num_samples,
-            seed=seed,
-            out_dir=out,
-            rewards=recipe.rewards,
-        )
-    )
-
-
-@model_app.command("tiny")
-def model_tiny(
-    out: Annotated[Path, typer.Option(help="directory to save the model and processor to")],
-    seed: Annotated[int, typer.Option(help="initialisation seed")] = 0,
-    arch: Annotated[
-        str, typer.Option(help="qwen2.5-vl (the default `tiny`) or qwen3-vl (`tiny-qwen3-vl`)")
-    ] = "qwen2.5-vl",
-) -> None:
-    """Build a tiny Qwen2.5-VL- or Qwen3-VL-architecture model and save it with save_pretrained."""
-    specs = {"qwen2.5-vl": TinySpec, "qwen3-vl": TinyQwen3VLSpec}
-    if arch not in specs:
-        raise typer.BadParameter(f"--arch {arch!r}: expected one of {sorted(specs)}")
-    path = save_tiny(out, specs[arch](seed=seed))
-    typer.echo(f"saved the tiny policy to {path}")
-
-
-register_data_commands(app)
-register_training_commands(app)
-register_diagnose(app)
-register_evaluation_commands(app)
-register_recipe_commands(app)
-register_experiment_commands(app)
-register_pipeline_commands(app)
+@app.callback()
+def _root() -> None:
+    """(typer builds a group only for an app with a command or a callback; commands come from `COMMANDS`)"""
 
 
 def main() -> None:

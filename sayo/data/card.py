@@ -87,7 +87,7 @@ def _portable(value: Any) -> Any:
     """The config as plain YAML types, with file paths reduced to their names (no machine paths)."""
     if isinstance(value, dict):
         return {
-            k: Path(v).name if k in ("path", "images", "refs") and v else _portable(v)
+            k: Path(v).name if k in ("path", "images", "refs", "scene_graphs") and v else _portable(v)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):

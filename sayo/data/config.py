@@ -15,6 +15,7 @@ share the original's split, so a repeat never leaks into another split).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -42,7 +43,7 @@ HF_FIELDS: tuple[str, ...] = (
 
 @dataclass
 class SourceConfig:
-    """One input of the dataset; `path` is resolved against the config file's directory."""
+    """One input of the dataset; relative file paths resolve where they were written (docs/configuration.md)."""
 
     type: str = "synthetic"  # jsonl | coco | refcoco | tsv | synthetic | hf | gqa | refocus | paper_parquet
     path: str = ""  # jsonl/tsv file, COCO JSON; hf: a dataset directory, parquet/arrow/jsonl file or glob
@@ -157,15 +158,17 @@ class DataConfig:
                 fail(name, value, "must be an integer >= 1")
 
 
-def resolve_source_paths(config: DataConfig, base: str | Path) -> DataConfig:
-    """Make the sources' relative file paths relative to `base` (the recipe file's directory), in place.
+def resolve_source_paths(config: DataConfig, base: str | Path | Callable[[int, str], Path]) -> DataConfig:
+    """Make the sources' relative file paths absolute, in place: relative to `base`, or for field
+    `name` of source `i` to `base(i, name)` (the recipe passes where each path was written:
+    docs/configuration.md, "Relative paths").
 
     `path` (the dataset directory) stays relative to the working directory, where the stages run.
     """
-    root = Path(base).resolve()
-    for source in config.sources:
+    for i, source in enumerate(config.sources):
         for name in ("path", "images", "refs", "scene_graphs"):
             value = getattr(source, name)
             if value and not Path(value).is_absolute():
-                setattr(source, name, str(root / value))
+                root = base(i, name) if callable(base) else Path(base)
+                setattr(source, name, str(root.resolve() / value))
     return config

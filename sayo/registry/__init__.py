@@ -1,13 +1,36 @@
-"""The `register` stage: an evaluated checkpoint as an MLflow model version, promoted by a gate."""
+"""The `register` stage: an evaluated checkpoint as an MLflow model version, promoted by a gate.
 
-from sayo.registry.config import RegisterConfig
-from sayo.registry.register import (
-    GateDecision,
-    Registration,
-    gate_decision,
-    register_checkpoint,
-    register_evaluated,
-)
+The names below load on first use (PEP 562): `sayo.registry.config` is read by every recipe, and
+importing this package must not pull in transformers for a command that only reads recipes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sayo.registry.config import RegisterConfig
+    from sayo.registry.register import (
+        GateDecision,
+        Registration,
+        gate_decision,
+        register_checkpoint,
+        register_evaluated,
+    )
+
+# module -> the public names it defines
+_HOMES = {
+    "sayo.registry.config": ("RegisterConfig",),
+    "sayo.registry.register": (
+        "GateDecision",
+        "Registration",
+        "gate_decision",
+        "register_checkpoint",
+        "register_evaluated",
+    ),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "GateDecision",
@@ -17,3 +40,12 @@ __all__ = [
     "register_checkpoint",
     "register_evaluated",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the defining module of `name` on first access."""
+    if name not in _HOME_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value

@@ -1,24 +1,58 @@
-"""SAYO rewards: accuracy, format and region attention, and how they are combined (docs/method.md)."""
+"""SAYO rewards: accuracy, format and region attention, and how they are combined (docs/method.md).
 
-from sayo.rewards.accuracy import (
-    ANSWER_TYPES,
-    accuracy_reward,
-    extract_answer,
-    extract_choice,
-    normalize_text,
-    parse_number,
-    relaxed_match,
-    score_answer,
-)
-from sayo.rewards.attention import (
-    official_attention_reward,
-    region_area_fraction,
-    region_attention_reward,
-    region_share,
-)
-from sayo.rewards.combine import REWARD_NAMES, combine_rewards
-from sayo.rewards.format import format_reward
-from sayo.rewards.selection import select_high_entropy_tokens
+The names below load on first use (PEP 562): `sayo.rewards.config` is read by every recipe, and
+importing this package must not pull in torch for a command that only reads recipes (`sayo recipes`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sayo.rewards.accuracy import (
+        ANSWER_TYPES,
+        accuracy_reward,
+        extract_answer,
+        extract_choice,
+        normalize_text,
+        parse_number,
+        relaxed_match,
+        score_answer,
+    )
+    from sayo.rewards.attention import (
+        official_attention_reward,
+        region_area_fraction,
+        region_attention_reward,
+        region_share,
+    )
+    from sayo.rewards.combine import REWARD_NAMES, combine_rewards
+    from sayo.rewards.format import format_reward
+    from sayo.rewards.selection import select_high_entropy_tokens
+
+# module -> the public names it defines
+_HOMES = {
+    "sayo.rewards.accuracy": (
+        "ANSWER_TYPES",
+        "accuracy_reward",
+        "extract_answer",
+        "extract_choice",
+        "normalize_text",
+        "parse_number",
+        "relaxed_match",
+        "score_answer",
+    ),
+    "sayo.rewards.attention": (
+        "official_attention_reward",
+        "region_area_fraction",
+        "region_attention_reward",
+        "region_share",
+    ),
+    "sayo.rewards.combine": ("REWARD_NAMES", "combine_rewards"),
+    "sayo.rewards.format": ("format_reward",),
+    "sayo.rewards.selection": ("select_high_entropy_tokens",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "ANSWER_TYPES",
@@ -37,6 +71,13 @@ __all__ = [
     "relaxed_match",
     "score_answer",
     "select_high_entropy_tokens",
-    "token_entropy",
-    "token_logprobs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the defining module of `name` on first access."""
+    if name not in _HOME_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value

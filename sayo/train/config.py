@@ -16,11 +16,17 @@ from typing import Literal, Protocol, get_args
 
 from sayo.config import check
 from sayo.data.config import DataConfig
-from sayo.loss import ADVANTAGE_SCALES, LOSS_TYPES, AdvantageScale, LossType
 from sayo.models.config import ModelConfig
 from sayo.prompts import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
+
+# sayo.loss's choices, spelled out here because sayo.loss imports torch and reading a recipe must not
+# (`sayo recipes`); tests/test_loss.py::test_the_recipe_offers_the_loss_choices keeps them equal
+AdvantageScale = Literal["group", "batch", "none"]
+LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
+ADVANTAGE_SCALES: tuple[str, ...] = get_args(AdvantageScale)
+LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 
 Schedule = Literal["constant", "linear", "cosine"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
