@@ -34,6 +34,12 @@ from sayo.viz import heatmap_grid
 
 SPLITS = (("heldout", "held-out test split"), ("hard", "harder split"))
 METRICS = (("correct", "accuracy"), ("attention_lift", "attention lift"), ("length", "response length"))
+# where the answer looks, read at fixed steps rather than the selected tokens (sayo.looking)
+LOOKING = (
+    ("answer_lift", "lift at the answer step"),
+    ("peak_in_region", "steps peaking in the region"),
+    ("all_lift", "lift over all tokens"),
+)
 # The paper's reward ablation (Qwen3-VL-8B, average over its benchmarks; as secondary sources
 # summarise it, docs/method.md): base model 59.64.
 PAPER = {"sayo": 64.03, "accuracy_format": 60.92, "attention_format": 63.96, "all_tokens": 60.51}
@@ -65,7 +71,7 @@ def summarize(run: AblationRun) -> list[ArmSummary]:
     for split, _ in SPLITS:
         for arm in ["sft", *cfg.arms]:
             values, deltas, per_warm = {}, {}, {}
-            for metric, _ in METRICS:
+            for metric, _ in (*METRICS, *LOOKING):
                 table = tables(run, arm, split, metric)
                 values[metric] = hierarchical(table, **kw)
                 if arm not in ("sft", cfg.baseline):
@@ -205,6 +211,20 @@ def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[st
             f"{s.values['attention_lift'].text('{:+.4f}')} | {s.deltas['attention_lift'].text('{:+.4f}') if 'attention_lift' in s.deltas else '–'} | "
             f"{s.values['length'].mean:.1f} |"
         )
+    return rows
+
+
+def _looking_table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[str]:
+    """The looking measures per arm, with Δ from the baseline (paired)."""
+    head = " | ".join(f"{title} | Δ vs baseline" for _, title in LOOKING)
+    rows = [f"| arm | {head} |", "| --- |" + " --- | --- |" * len(LOOKING)]
+    for s in (s for s in summaries if s.split == split):
+        label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
+        cells = [
+            f"{s.values[m].text('{:+.3f}')} | {s.deltas[m].text('{:+.3f}') if m in s.deltas else '–'}"
+            for m, _ in LOOKING
+        ]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -424,6 +444,13 @@ def results_markdown(
     ]
     for split, title in SPLITS:
         lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
+        lines += [
+            'Where the answer looks (docs/method.md, "Where the answer looks": read at fixed steps, not '
+            "the selected tokens):",
+            "",
+            *_looking_table(summaries, run, split),
+            "",
+        ]
     lines += warm_start_lines(summaries, run)
     lines += ["## The paper's findings here", "", *findings(summaries, run), ""]
     lines += ["## Reading this run", "", *reading(summaries, run), ""]
@@ -449,7 +476,11 @@ def warm_start_lines(summaries: list[ArmSummary], run: AblationRun) -> list[str]
         "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |",
     ]
     for s in summaries:
-        for metric, label in (("correct", "accuracy"), ("attention_lift", "lift")):
+        for metric, label in (
+            ("correct", "accuracy"),
+            ("attention_lift", "lift"),
+            ("answer_lift", "answer-step lift"),
+        ):
             if metric not in s.per_warm:
                 continue
             per = s.per_warm[metric]
