@@ -84,7 +84,12 @@ def test_warm_starts_are_named_checked_and_set_the_data_seed() -> None:
 
 def test_shipped_ablation_and_its_checks() -> None:
     cfg = load_ablation("ablation_tiny")
-    assert cfg.baseline == "accuracy_format" and len(cfg.arms) == 7 and len(cfg.seeds) >= 3
+    assert cfg.baseline == "accuracy_format" and len(cfg.seeds) >= 3 and len(cfg.warm_starts) >= 3
+    assert {"sayo", "accuracy_format_paper_adv", "sayo_paper_adv"} <= set(cfg.arms)
+    assert cfg.baseline_of("sayo_paper_adv") == "accuracy_format_paper_adv"  # (b′) − (a′)
+    assert cfg.baseline_of("sayo") == "accuracy_format"
+    with pytest.raises(ValueError, match="compare_with.sayo"):
+        AblationConfig(arms={"a": [], "sayo": []}, baseline="a", compare_with={"sayo": "nope"})
     with pytest.raises(ValueError, match="baseline = 'nope'"):
         AblationConfig(arms={"a": []}, baseline="nope")
     with pytest.raises(ValueError, match="no experiment file 'nope'"):

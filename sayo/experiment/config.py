@@ -47,6 +47,9 @@ class AblationConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # GRPO seeds of every arm
     warm_starts: list[WarmStart] = field(default_factory=lambda: [WarmStart()])  # SFT warm starts
     baseline: str = "accuracy_format"  # the arm every other arm is compared with (paired)
+    compare_with: dict[str, str] = field(
+        default_factory=dict
+    )  # arm -> its own baseline arm (default: baseline)
     arms: dict[str, list[str]] = field(default_factory=dict)  # arm -> its recipe overrides
     labels: dict[str, str] = field(default_factory=dict)  # arm -> the name tables and figures show
     hard: list[str] = field(default_factory=list)  # data overrides of the harder evaluation split
@@ -83,6 +86,9 @@ class AblationConfig:
         check(self.quick_warm_starts >= 1, "quick_warm_starts", self.quick_warm_starts, "must be >= 1")
         for name in self.arms:
             check(name.replace("_", "").isalnum(), "arms", name, "arm names are letters, digits and _")
+        for arm, base in self.compare_with.items():
+            check(arm in self.arms and base in self.arms and arm != base, f"compare_with.{arm}", base,
+                  f"an arm compared with another arm of {list(self.arms)}")  # fmt: skip
         check(self.hard_samples >= 1, "hard_samples", self.hard_samples, "must be >= 1")
         check(self.quick_hard_samples >= 1, "quick_hard_samples", self.quick_hard_samples, "must be >= 1")
         check(0 < self.confidence < 1, "confidence", self.confidence, "must be in (0, 1)")
@@ -92,6 +98,10 @@ class AblationConfig:
 
     def label(self, arm: str) -> str:
         return self.labels.get(arm, arm)
+
+    def baseline_of(self, arm: str) -> str:
+        """The arm `arm` is compared with (paired): its `compare_with` entry, else `baseline`."""
+        return self.compare_with.get(arm, self.baseline)
 
 
 def experiment_path(name_or_path: str | Path) -> Path:

@@ -75,7 +75,7 @@ def summarize(run: AblationRun) -> list[ArmSummary]:
                 table = tables(run, arm, split, metric)
                 values[metric] = hierarchical(table, **kw)
                 if arm not in ("sft", cfg.baseline):
-                    base = tables(run, cfg.baseline, split, metric)
+                    base = tables(run, cfg.baseline_of(arm), split, metric)
                     deltas[metric] = hierarchical_paired(table, base, **kw)
                     per_warm[metric] = [paired(a, b, **kw) for a, b in zip(table, base, strict=True)]
             out.append(ArmSummary(arm, split, values, deltas, per_warm))
@@ -87,7 +87,7 @@ def carried_by_one(run: AblationRun, arm: str, split: str, metric: str, pooled: 
     warm start only): the result then rests on that warm start."""
     if len(run.warm_starts) < 2 or not pooled.excludes_zero:
         return None
-    arm_t, base_t = tables(run, arm, split, metric), tables(run, run.config.baseline, split, metric)
+    arm_t, base_t = tables(run, arm, split, metric), tables(run, run.config.baseline_of(arm), split, metric)
     kw: dict[str, Any] = {"samples": run.config.bootstrap_samples, "confidence": run.config.confidence}
     for drop, warm in enumerate(run.warm_starts):
         keep = [i for i in range(len(arm_t)) if i != drop]
@@ -205,6 +205,8 @@ def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[st
         label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
         if s.arm == run.config.baseline:
             label += " (baseline)"
+        elif s.arm in run.config.compare_with:
+            label += f" (Δ vs {run.config.label(run.config.compare_with[s.arm])})"
         delta = {m: s.deltas[m].text() if m in s.deltas else "–" for m in ("correct", "attention_lift")}
         rows.append(
             f"| {label} | {s.values['correct'].text('{:.3f}')} | {delta['correct']} | "
@@ -267,6 +269,20 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
             True,
         ),
         (
+            "the same, with the paper's advantages (total reward / group std) in both arms: (b′) − (a′)",
+            "the paper's scheme",
+            "sayo_paper_adv",
+            delta("sayo_paper_adv", "attention_lift"),
+            True,
+        ),
+        (
+            "SAYO's reward moves attention onto the region, read at the answer step (not the selected tokens)",
+            "(sayo.looking)",
+            "sayo",
+            delta("sayo", "answer_lift"),
+            True,
+        ),
+        (
             "the attention + format reward alone moves attention too",
             "the official recipe trains with it alone",
             "attention_format",
@@ -278,6 +294,13 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
             f"{PAPER['sayo']} vs {PAPER['accuracy_format']}",
             "sayo",
             delta("sayo", "correct"),
+            True,
+        ),
+        (
+            "the same, with the paper's advantages in both arms: (b′) − (a′)",
+            f"{PAPER['sayo']} vs {PAPER['accuracy_format']}",
+            "sayo_paper_adv",
+            delta("sayo_paper_adv", "correct"),
             True,
         ),
         (
@@ -415,7 +438,8 @@ def results_markdown(
         "Attention lift = the share of the selected answer tokens' visual attention that falls on the region "
         "minus the region's share of image tokens (0 = uniform attention), as `rewards.attention` defines it. "
         f"Intervals: {cfg.confidence:.0%}, {level}; Δ = paired difference "
-        f"from the baseline arm ({cfg.label(cfg.baseline)}), same samples and seeds.",
+        f'from the baseline arm ({cfg.label(cfg.baseline)}; an arm marked "Δ vs" from the arm named), same '
+        "samples and seeds.",
         "",
         "## Arms",
         "",
