@@ -84,6 +84,9 @@ def test_warm_starts_are_named_checked_and_set_the_data_seed() -> None:
 
 def test_shipped_ablation_and_its_checks() -> None:
     cfg = load_ablation("ablation_tiny")
+    assert cfg.baseline == "accuracy_format" and len(cfg.arms) == 7 and len(cfg.seeds) >= 3
+    # the re-run design: warm starts as a level, the paper's advantage scheme as arms
+    cfg = load_ablation("ablation_warm_starts")
     assert cfg.baseline == "accuracy_format" and len(cfg.seeds) >= 3 and len(cfg.warm_starts) >= 3
     assert {"sayo", "accuracy_format_paper_adv", "sayo_paper_adv"} <= set(cfg.arms)
     assert cfg.baseline_of("sayo_paper_adv") == "accuracy_format_paper_adv"  # (b′) − (a′)
