@@ -22,6 +22,7 @@ from torch import Tensor
 from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
 from sayo.logprobs import token_kl
+from sayo.looking import Looking, answer_steps, looking_measures
 from sayo.prompts import PromptConfig, build_prompt_batch
 from sayo.regions import batch_merge_size, token_grid_shape
 from sayo.rewards import accuracy_reward, extract_answer, format_reward
@@ -52,6 +53,7 @@ class Answers:
     attention_lift: Tensor | None = None
     attention_reward: Tensor | None = None
     heatmaps: list[np.ndarray] | None = None
+    looking: Looking | None = None  # measures that read fixed steps, not the selection (`sayo.looking`)
 
 
 @dataclass
@@ -107,7 +109,8 @@ def answer_batch(
         lengths=mask.sum(dim=1).cpu(),  # [B·n]
     )
     if capture is not None:
-        _attention(model, prompts, ids, mask, samples, images, options, capture, answers)
+        steps = answer_steps(tokenizer, ids.cpu(), mask.cpu())  # [B·n] first answer token (−1: none)
+        _attention(model, prompts, ids, mask, samples, images, options, capture, answers, steps)
     return answers
 
 
@@ -121,6 +124,7 @@ def _attention(
     options: AnswerOptions,
     capture: AttentionCapture,
     answers: Answers,
+    steps: Tensor,
 ) -> None:
     """Fill `answers.region_attention` and `answers.heatmaps` from one captured scoring forward."""
     image_token_id = model.config.image_token_id
@@ -142,6 +146,15 @@ def _attention(
     answers.region_attention = measures.share.cpu()  # [B·n]
     answers.attention_lift = measures.lift.cpu()  # [B·n]
     answers.attention_reward = measures.reward.cpu()  # [B·n]
+    assert scores.attention is not None and scores.image_keys is not None and scores.region_keys is not None
+    answers.looking = looking_measures(
+        scores.region_share.cpu(),  # type: ignore[union-attr]
+        scores.attention.cpu(),
+        scores.region_keys.cpu(),
+        scores.image_keys.cpu(),
+        mask.cpu(),
+        steps,
+    )
     answers.heatmaps = [
         attention_map(scores, selected, row, token_grid_shape(prompts["image_grid_thw"][row], merge))
         .cpu()

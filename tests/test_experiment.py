@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sayo.experiment.config import AblationConfig, load_ablation
-from sayo.experiment.stats import bootstrap, paired
+from sayo.experiment.config import AblationConfig, WarmStart, load_ablation
+from sayo.experiment.stats import bootstrap, hierarchical, hierarchical_paired, paired
 
 
 def test_bootstrap_of_a_constant_table_is_that_constant() -> None:
@@ -39,9 +39,60 @@ def test_bootstrap_skips_missing_cells_and_needs_a_table() -> None:
         bootstrap(np.ones(4))
 
 
+def test_hierarchical_of_one_warm_start_is_the_two_level_bootstrap() -> None:
+    table = np.random.default_rng(1).random((3, 40))
+    assert hierarchical([table], samples=300) == bootstrap(table, samples=300)
+    assert hierarchical_paired([table + 0.2], [table], samples=300) == paired(table + 0.2, table, samples=300)
+
+
+def test_hierarchical_interval_carries_the_variance_between_warm_starts() -> None:
+    # two warm starts whose every cell is 0 and 1: the mean is 0.5, and a resample may draw the
+    # same warm start twice, so the interval reaches both ends; pooled as one warm start's six
+    # seeds, the same cells give a much narrower interval that hides the disagreement
+    zeros, ones = np.zeros((3, 50)), np.ones((3, 50))
+    estimate = hierarchical([zeros, ones], samples=2000)
+    assert estimate.mean == pytest.approx(0.5)
+    assert estimate.low == pytest.approx(0.0) and estimate.high == pytest.approx(1.0)
+    pooled = bootstrap(np.vstack([zeros, ones]), samples=2000)
+    assert pooled.high - pooled.low < 0.7 * (estimate.high - estimate.low)
+    # warm starts of different sizes (their own held-out samples) are weighted equally
+    ragged = hierarchical([np.zeros((2, 10)), np.ones((2, 1000))], samples=200)
+    assert ragged.mean == pytest.approx(0.5)
+
+
+def test_hierarchical_paired_differences_within_each_warm_start() -> None:
+    rng = np.random.default_rng(2)
+    bases = [rng.random((3, 100)), rng.random((3, 60)) + 5.0]  # warm starts far apart in level
+    arms = [b + 0.1 for b in bases]  # the same +0.1 within each: the level difference must not matter
+    estimate = hierarchical_paired(arms, bases)
+    assert estimate.mean == pytest.approx(0.1) and estimate.low == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="one shape"):
+        hierarchical_paired([np.ones((2, 3))], [np.ones((2, 4))])
+    with pytest.raises(ValueError, match="baseline tables"):
+        hierarchical_paired([np.ones((2, 3))], [])
+
+
+def test_warm_starts_are_named_checked_and_set_the_data_seed() -> None:
+    assert AblationConfig(arms={"a": []}, baseline="a").warm_starts == [WarmStart()]  # one: the recipe's seeds
+    warm = WarmStart(data_seed=3, sft_seed=1)
+    assert warm.name() == "ws-d3-s1" and warm.overrides() == ["data.synthetic.seed=3"]
+    with pytest.raises(ValueError, match="warm_starts"):
+        AblationConfig(arms={"a": []}, baseline="a", warm_starts=[WarmStart(1, 1), WarmStart(1, 1)])
+    with pytest.raises(ValueError, match="warm_starts"):
+        AblationConfig(arms={"a": []}, baseline="a", warm_starts=[])
+
+
 def test_shipped_ablation_and_its_checks() -> None:
     cfg = load_ablation("ablation_tiny")
     assert cfg.baseline == "accuracy_format" and len(cfg.arms) == 7 and len(cfg.seeds) >= 3
+    # the re-run design: warm starts as a level, the paper's advantage scheme as arms
+    cfg = load_ablation("ablation_warm_starts")
+    assert cfg.baseline == "accuracy_format" and len(cfg.seeds) >= 3 and len(cfg.warm_starts) >= 3
+    assert {"sayo", "accuracy_format_paper_adv", "sayo_paper_adv"} <= set(cfg.arms)
+    assert cfg.baseline_of("sayo_paper_adv") == "accuracy_format_paper_adv"  # (b′) − (a′)
+    assert cfg.baseline_of("sayo") == "accuracy_format"
+    with pytest.raises(ValueError, match="compare_with.sayo"):
+        AblationConfig(arms={"a": [], "sayo": []}, baseline="a", compare_with={"sayo": "nope"})
     with pytest.raises(ValueError, match="baseline = 'nope'"):
         AblationConfig(arms={"a": []}, baseline="nope")
     with pytest.raises(ValueError, match="no experiment file 'nope'"):
@@ -98,3 +149,38 @@ def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:
         "outputs/ablation/full/runs/${item.arm}-s${item.seed}/grpo/final" in stages["ablation-grpo"]["outs"]
     )
     assert cfg.out_dir == "outputs/ablation" and cfg.results == "docs/results.md"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
+    from sayo.experiment.ablation import run_ablation
+    from sayo.experiment.results import write_results
+
+    cfg = load_ablation("ablation_tiny")
+    cfg = dataclasses.replace(
+        cfg,
+        arms={k: cfg.arms[k] for k in ("accuracy_format", "sayo")},
+        warm_starts=[WarmStart(data_seed=0, sft_seed=0), WarmStart(data_seed=5, sft_seed=1)],
+        quick_warm_starts=2,
+        out_dir=str(tmp_path / "ablation"),
+        overrides=[*cfg.overrides, f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"],
+    )
+    run = run_ablation(cfg, quick=True, log=lambda _: None)
+    assert [w.spec.name() for w in run.warm_starts] == ["ws-d0-s0", "ws-d5-s1"]
+    first, second = run.warm_starts
+    assert first.out_dir != second.out_dir and first.sft_checkpoint != second.sft_checkpoint
+    assert first.recipe.data.synthetic.seed == 0 and second.recipe.data.synthetic.seed == 5
+    assert second.recipe.seed == 1  # the SFT seed
+    ids = [
+        {r["id"] for r in w.evaluation.records["sft"] if r["benchmark"] == "heldout"} for w in run.warm_starts
+    ]
+    assert ids[0] and ids[1] and ids[0] != ids[1]  # each warm start's own held-out samples
+    assert len(run.runs) == 2 * 2 * len(cfg.quick_seeds)
+    text = write_results(run, tmp_path / "results.md").read_text()
+    assert "2 SFT warm starts (ws-d0-s0, ws-d5-s1" in text and "hierarchical bootstrap" in text
+    rows = [line for line in text.splitlines() if line.startswith("| heldout | (b) SAYO |")]
+    assert len(rows) == 2  # accuracy and lift, each Δ per warm start, spread, pooled, carried
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 3 + 2 + 3 and re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])

@@ -40,6 +40,9 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+LOOKING = ("answer_lift", "all_lift", "peak_in_region")  # per-answer looking measures (sayo.looking)
+
+
 def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
@@ -52,7 +55,8 @@ def summarize(
     `region_attention` (the share of visual attention on the region), `attention_lift` (that share
     minus the region's area fraction: 0 = uniform attention) and `attention_reward` (the configured
     reward form) average only the records that have them (grounded samples); `num_grounded` says
-    how many that is.
+    how many that is. The looking measures of `sayo.looking` (`answer_lift`, `all_lift`,
+    `peak_in_region`) average the records that have them the same way.
     """
     correct = [float(r["correct"]) for r in records]
     attention = [float(r["region_attention"]) for r in records if r.get("region_attention") is not None]
@@ -68,6 +72,7 @@ def summarize(
         "region_attention": _mean(attention),
         "attention_lift": _mean(lift),
         "attention_reward": _mean(reward),
+        **{key: _mean([float(r[key]) for r in records if r.get(key) is not None]) for key in LOOKING},
         "num_answers": float(len(records)),
         "num_grounded": float(len(attention)),
     }

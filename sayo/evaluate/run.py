@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,7 @@ def _records(
             "region_attention": _value(answers.region_attention, row, sample),
             "attention_lift": _value(answers.attention_lift, row, sample),
             "attention_reward": _value(answers.attention_reward, row, sample),
+            **_looking(answers, row, sample),
             "draw": row % n,
         }
         meta = metric_meta(bench.metric, bench.extra(index))
@@ -152,6 +154,23 @@ def _records(
 def _value(values: Any, row: int, sample: Any) -> float | None:
     """A measured per-answer attention value, or None without capture or for a sample without regions."""
     return float(values[row]) if values is not None and sample.regions else None
+
+
+def _looking(answers: Answers, row: int, sample: Any) -> dict[str, Any]:
+    """The answer's looking measures (`sayo.looking`); None where unmeasured or without a region."""
+    look = answers.looking
+    if look is None or not sample.regions:
+        return dict.fromkeys(("answer_lift", "all_lift", "peak_in_region", "position_lift"))
+
+    def number(value: float) -> float | None:
+        return None if math.isnan(value) else value
+
+    return {
+        "answer_lift": number(float(look.answer_lift[row])),
+        "all_lift": number(float(look.all_lift[row])),
+        "peak_in_region": number(float(look.peak_in_region[row])),
+        "position_lift": [number(float(v)) for v in look.position_lift[row]],
+    }
 
 
 def _gallery(bench: Benchmark, start: int, answers: Answers, n: int, wanted: set[str]) -> list[GalleryItem]:

@@ -1,5 +1,6 @@
 """`sayo experiment ablation`: the paper's reward ablation on one base recipe, end to end.
 
+For each warm start (`warm_starts`: a data seed and an SFT seed):
 1. data    the recipe's dataset, and a harder held-out split (`hard`: more distractors, smaller
            regions), built by the `data` stage;
 2. sft     one warm start shared by every arm (`sayo.train.sft`);
@@ -11,7 +12,9 @@
 6. results  per-arm accuracy and attention lift with paired intervals against the baseline, reward
            curves, a heatmap gallery, and the results page (`sayo.experiment.results`).
 
-Everything lands under one MLflow parent run. Each step's output is a directory under `out_dir`;
+Everything lands under one MLflow parent run. With one warm start its steps write straight under
+`out_dir/<full|quick>/`; with several, each warm start under `out_dir/<full|quick>/<warm start name>/`.
+Each step's output is a directory there;
 a step whose output exists from an earlier call with the same recipe is reused (the SFT warm start,
 each arm's final checkpoint), so an interrupted ablation continues where it stopped.
 """
@@ -32,7 +35,7 @@ from sayo.config import finite_numbers, flatten, save_config, to_dict
 from sayo.data.build import build
 from sayo.evaluate.config import BenchmarkConfig
 from sayo.evaluate.run import EvalResult, evaluate
-from sayo.experiment.config import AblationConfig
+from sayo.experiment.config import AblationConfig, WarmStart
 from sayo.recipe import Recipe, load_recipe
 from sayo.tracking import StageRun
 from sayo.train.diagnose import SignalReport, diagnose
@@ -54,23 +57,45 @@ class ArmRun:
 
 
 @dataclass
-class AblationRun:
-    """What the ablation produced, for the results page."""
+class WarmStartRun:
+    """Everything one warm start produced: its SFT, signal check, GRPO runs and their evaluation."""
 
-    config: AblationConfig
-    recipe: Recipe  # the base recipe as run (with the quick overrides, paths under out_dir)
-    quick: bool
+    spec: WarmStart
     out_dir: Path
-    seeds: list[int]
+    recipe: Recipe  # the warm start's base recipe (data seed, SFT seed, paths under out_dir)
     sft_checkpoint: Path
     signal: SignalReport
     runs: list[ArmRun]
     evaluation: EvalResult
+
+
+@dataclass
+class AblationRun:
+    """What the ablation produced, for the results page."""
+
+    config: AblationConfig
+    quick: bool
+    out_dir: Path
+    seeds: list[int]
+    warm_starts: list[WarmStartRun]  # at least one
     parent_run_id: str | None
-    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time (all warm starts)
 
     def checkpoint_name(self, arm: str, seed: int) -> str:
         return f"{arm}-s{seed}"
+
+    @property
+    def first(self) -> WarmStartRun:
+        """The first warm start: its signal check and heatmap gallery are the page's."""
+        return self.warm_starts[0]
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.first.recipe
+
+    @property
+    def runs(self) -> list[ArmRun]:
+        return [r for w in self.warm_starts for r in w.runs]
 
 
 def _digest(recipe: Recipe, sections: tuple[str, ...]) -> str:
@@ -94,11 +119,25 @@ def _stamp(path: Path, digest: str) -> None:
     (path / ".sayo-recipe").write_text(digest)
 
 
-def base_recipe(cfg: AblationConfig, quick: bool, out: Path) -> Recipe:
-    """The recipe every run starts from, its data and checkpoints under `out`."""
-    overrides = [*cfg.overrides, *(cfg.quick if quick else [])]
+def base_recipe(cfg: AblationConfig, quick: bool, out: Path, warm: WarmStart | None = None) -> Recipe:
+    """The recipe every run of a warm start starts from, its data and checkpoints under `out`."""
+    warm = warm or WarmStart()
+    overrides = [*cfg.overrides, *(cfg.quick if quick else []), *warm.overrides()]
+    if warm.sft_seed is not None:
+        overrides.append(f"seed={warm.sft_seed}")
     paths = [f"data.path={out / 'data'}", f"checkpoint.dir={out / 'sft'}", f"evaluate.out_dir={out / 'eval'}"]
     return load_recipe(cfg.recipe, [*overrides, *paths])
+
+
+def warm_starts(cfg: AblationConfig, quick: bool) -> list[WarmStart]:
+    """The warm starts of a run: all of them, or the first `quick_warm_starts` under `--quick`."""
+    return cfg.warm_starts[: cfg.quick_warm_starts] if quick else list(cfg.warm_starts)
+
+
+def warm_dir(cfg: AblationConfig, quick: bool, warm: WarmStart) -> Path:
+    """Where a warm start's steps write: the run's folder itself when it is the only one."""
+    out = Path(cfg.out_dir) / ("quick" if quick else "full")
+    return out if len(warm_starts(cfg, quick)) == 1 else out / warm.name()
 
 
 def _build_once(recipe: Recipe) -> None:
@@ -111,7 +150,9 @@ def _build_once(recipe: Recipe) -> None:
     stamp.write_text(digest)
 
 
-def build_data(recipe: Recipe, cfg: AblationConfig, out: Path, quick: bool = False) -> tuple[Path, Path]:
+def build_data(
+    recipe: Recipe, cfg: AblationConfig, out: Path, quick: bool = False, warm: WarmStart | None = None
+) -> tuple[Path, Path]:
     """The recipe's dataset and the harder split (all of it `test`), each built by the `data` stage."""
     _build_once(recipe)
     samples = cfg.quick_hard_samples if quick else cfg.hard_samples
@@ -119,6 +160,7 @@ def build_data(recipe: Recipe, cfg: AblationConfig, out: Path, quick: bool = Fal
         cfg.recipe,
         [
             *cfg.overrides,
+            *(warm or WarmStart()).overrides(),
             f"data.path={out / 'data-hard'}",
             f"data.synthetic.num_samples={samples}",
             "data.splits={train: 0.0, val: 0.0, test: 1.0}",
@@ -204,58 +246,80 @@ def evaluate_all(
     return evaluate(_nested(recipe, parent, "evaluate", evaluate=evaluation), specs, progress=False)
 
 
-def run_one_arm(cfg: AblationConfig, arm: str, seed: int, quick: bool = False, log: Log = print) -> ArmRun:
-    """One arm × seed (the data and the warm start made or reused first): a `dvc` matrix item."""
+def run_one_arm(
+    cfg: AblationConfig, arm: str, seed: int, quick: bool = False, log: Log = print, warm: int = 0
+) -> ArmRun:
+    """One arm × seed from warm start number `warm` (its data and SFT made or reused first): a `dvc`
+    matrix item."""
     if arm not in cfg.arms:
         raise ValueError(f"arm {arm!r} is not one of {list(cfg.arms)}")
-    out = Path(cfg.out_dir) / ("quick" if quick else "full")
-    recipe = base_recipe(cfg, quick, out)
-    test, _ = build_data(recipe, cfg, out, quick)
+    spec = warm_starts(cfg, quick)[warm]
+    out = warm_dir(cfg, quick, spec)
+    recipe = base_recipe(cfg, quick, out, spec)
+    test, _ = build_data(recipe, cfg, out, quick, spec)
     sft = warm_start(recipe, None, log)
-    overrides = [*cfg.overrides, *(cfg.quick if quick else []), f"data.path={test}"]
-    return run_arm(arm_recipe(cfg, overrides, arm, seed, sft, out), arm, seed, None, log)
+    return run_arm(
+        arm_recipe(cfg, _arm_overrides(cfg, quick, spec, test), arm, seed, sft, out), arm, seed, None, log
+    )
+
+
+def _arm_overrides(cfg: AblationConfig, quick: bool, warm: WarmStart, test: Path) -> list[str]:
+    """The overrides every GRPO run of a warm start shares (its data, the quick size)."""
+    return [*cfg.overrides, *(cfg.quick if quick else []), *warm.overrides(), f"data.path={test}"]
+
+
+def _timed(times: dict[str, float], step: str, began: float) -> None:
+    times[step] = times.get(step, 0.0) + time.perf_counter() - began
+
+
+def run_warm_start(
+    cfg: AblationConfig, quick: bool, warm: WarmStart, parent: str | None, times: dict[str, float], log: Log
+) -> WarmStartRun:
+    """Every step of one warm start: data, SFT, signal check, arms × seeds, evaluation."""
+    out, seeds = warm_dir(cfg, quick, warm), cfg.quick_seeds if quick else cfg.seeds
+    recipe = base_recipe(cfg, quick, out, warm)
+    began = time.perf_counter()
+    test, hard = build_data(recipe, cfg, out, quick, warm)
+    _timed(times, "data", began)
+    began = time.perf_counter()
+    sft = warm_start(recipe, parent, log)
+    _timed(times, "sft", began)
+    began = time.perf_counter()
+    signal = diagnose(recipe, str(sft))
+    _timed(times, "diagnose", began)
+    for warning in signal.warnings:
+        log(f"signal check ({warm.name()}): {warning}")
+    runs, began = [], time.perf_counter()
+    for arm in cfg.arms:
+        for seed in seeds:
+            log(f"grpo ({warm.name()}): {cfg.label(arm)}, seed {seed}")
+            recipe_arm = arm_recipe(cfg, _arm_overrides(cfg, quick, warm, test), arm, seed, sft, out)
+            runs.append(run_arm(recipe_arm, arm, seed, parent, log))
+    _timed(times, "grpo", began)
+    began = time.perf_counter()
+    evaluation = evaluate_all(recipe, cfg, test, hard, sft, runs, parent)
+    _timed(times, "evaluate", began)
+    save_config(recipe, out / "recipe.yaml")
+    write_json(out / "runs.json", [dataclasses.asdict(r) | {"checkpoint": str(r.checkpoint)} for r in runs])
+    write_json(out / "signal.json", finite_numbers(flatten(signal.as_dict())))
+    return WarmStartRun(warm, out, recipe, sft, signal, runs, evaluation)
 
 
 def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print) -> AblationRun:
     """Run the whole ablation (reusing finished steps); returns everything the results page needs."""
     out = Path(cfg.out_dir) / ("quick" if quick else "full")
-    seeds = cfg.quick_seeds if quick else cfg.seeds
-    recipe = base_recipe(cfg, quick, out)
+    seeds, specs = cfg.quick_seeds if quick else cfg.seeds, warm_starts(cfg, quick)
+    tracking = base_recipe(cfg, quick, out).tracking
     times: dict[str, float] = {}
     params = {"experiment.recipe": cfg.recipe, "experiment.quick": quick, "experiment.seeds": seeds,
+              "experiment.warm_starts": [w.name() for w in specs],
               **{f"experiment.arms.{k}": v for k, v in cfg.arms.items()}}  # fmt: skip
-    with StageRun(
-        dataclasses.replace(recipe.tracking, run_name="ablation"), stage="ablation", params=params
-    ) as run:
-        began = time.perf_counter()
-        test, hard = build_data(recipe, cfg, out, quick)
-        times["data"] = time.perf_counter() - began
-        began = time.perf_counter()
-        sft = warm_start(recipe, run.run_id, log)
-        times["sft"] = time.perf_counter() - began
-        began = time.perf_counter()
-        signal = diagnose(recipe, str(sft))
-        run.log_metrics(finite_numbers(signal.as_dict()), step=0)
-        times["diagnose"] = time.perf_counter() - began
-        for warning in signal.warnings:
-            log(f"signal check: {warning}")
-        overrides = [*cfg.overrides, *(cfg.quick if quick else []), f"data.path={test}"]
-        runs = []
-        began = time.perf_counter()
-        for arm in cfg.arms:
-            for seed in seeds:
-                log(f"grpo: {cfg.label(arm)}, seed {seed}")
-                runs.append(
-                    run_arm(arm_recipe(cfg, overrides, arm, seed, sft, out), arm, seed, run.run_id, log)
-                )
-        times["grpo"] = time.perf_counter() - began
-        began = time.perf_counter()
-        evaluation = evaluate_all(recipe, cfg, test, hard, sft, runs, run.run_id)
-        times["evaluate"] = time.perf_counter() - began
+    with StageRun(dataclasses.replace(tracking, run_name="ablation"), stage="ablation", params=params) as run:
+        done = []
+        for index, warm in enumerate(specs):
+            done.append(run_warm_start(cfg, quick, warm, run.run_id, times, log))
+            signal = finite_numbers(done[-1].signal.as_dict())
+            run.log_metrics({f"{warm.name()}/{k}": v for k, v in signal.items()} if len(specs) > 1 else signal,
+                            step=index)  # fmt: skip
         run.log_metrics({f"seconds/{k}": v for k, v in times.items()}, step=0)
-        save_config(recipe, out / "recipe.yaml")
-        write_json(
-            out / "runs.json", [dataclasses.asdict(r) | {"checkpoint": str(r.checkpoint)} for r in runs]
-        )
-        write_json(out / "signal.json", finite_numbers(flatten(signal.as_dict())))
-    return AblationRun(cfg, recipe, quick, out, list(seeds), sft, signal, runs, evaluation, run.run_id, times)
+    return AblationRun(cfg, quick, out, list(seeds), done, run.run_id, times)

@@ -2,11 +2,13 @@
 
 Per arm and evaluation split: accuracy and the attention lift over uniform (the share of the
 selected tokens' visual attention on the region minus the region's area fraction), each the mean
-over seeds × held-out samples with a two-level bootstrap interval, and the paired difference from
-the baseline arm with its interval (`sayo.experiment.stats`); mean response length; the signal check
-of the warm start; reward and lift curves over training; a heatmap gallery of the same samples for
-every arm. The page ends with the paper's findings next to what this run shows, each verdict
-computed from the intervals.
+over warm starts × seeds × held-out samples with a hierarchical bootstrap interval (two-level with one
+warm start), and the paired difference from the baseline arm with its interval
+(`sayo.experiment.stats`); with several warm starts, each Δ per warm start, their spread, and whether
+one warm start carries the result; mean response length; the signal check of the (first) warm
+start; reward and lift curves over training; a heatmap gallery of the same samples for every arm.
+The page ends with the paper's findings next to what this run shows, each verdict computed from the
+intervals.
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ from matplotlib.figure import Figure
 
 from sayo.atomic import write_bytes, write_text
 from sayo.experiment.ablation import AblationRun
-from sayo.experiment.stats import Estimate, bootstrap, cell_table, paired
+from sayo.experiment.stats import Estimate, cell_table, hierarchical, hierarchical_paired, paired
 from sayo.tracking import resolve_tracking_uri
 from sayo.train.diagnose import SignalReport
 from sayo.viz import heatmap_grid
 
 SPLITS = (("heldout", "held-out test split"), ("hard", "harder split"))
 METRICS = (("correct", "accuracy"), ("attention_lift", "attention lift"), ("length", "response length"))
+# where the answer looks, read at fixed steps rather than the selected tokens (sayo.looking)
+LOOKING = (
+    ("answer_lift", "lift at the answer step"),
+    ("peak_in_region", "steps peaking in the region"),
+    ("all_lift", "lift over all tokens"),
+)
 # The paper's reward ablation (Qwen3-VL-8B, average over its benchmarks; as secondary sources
 # summarise it, docs/method.md): base model 59.64.
 PAPER = {"sayo": 64.03, "accuracy_format": 60.92, "attention_format": 63.96, "all_tokens": 60.51}
@@ -44,28 +52,49 @@ class ArmSummary:
 
     arm: str
     split: str
-    values: dict[str, Estimate]  # metric -> mean over seeds × samples
+    values: dict[str, Estimate]  # metric -> mean over warm starts × seeds × samples
     deltas: dict[str, Estimate]  # metric -> paired difference from the baseline arm
+    per_warm: dict[str, list[Estimate]]  # metric -> the paired difference within each warm start
+
+
+def tables(run: AblationRun, arm: str, split: str, metric: str) -> list[np.ndarray]:
+    """One [seeds, samples] table per warm start of `arm` (`sft`: the warm start itself) on `split`."""
+    names = ["sft"] if arm == "sft" else [run.checkpoint_name(arm, s) for s in run.seeds]
+    return [cell_table(w.evaluation.records, names, split, metric) for w in run.warm_starts]
 
 
 def summarize(run: AblationRun) -> list[ArmSummary]:
     """Every arm (and the SFT warm start, as `sft`) on every split."""
-    cfg, records = run.config, run.evaluation.records
-    samples, confidence = cfg.bootstrap_samples, cfg.confidence
+    cfg = run.config
+    kw: dict[str, Any] = {"samples": cfg.bootstrap_samples, "confidence": cfg.confidence}
     out = []
     for split, _ in SPLITS:
-        base_names = [run.checkpoint_name(cfg.baseline, s) for s in run.seeds]
         for arm in ["sft", *cfg.arms]:
-            names = ["sft"] if arm == "sft" else [run.checkpoint_name(arm, s) for s in run.seeds]
-            values, deltas = {}, {}
-            for metric, _ in METRICS:
-                table = cell_table(records, names, split, metric)
-                values[metric] = bootstrap(table, samples=samples, confidence=confidence)
+            values, deltas, per_warm = {}, {}, {}
+            for metric, _ in (*METRICS, *LOOKING):
+                table = tables(run, arm, split, metric)
+                values[metric] = hierarchical(table, **kw)
                 if arm not in ("sft", cfg.baseline):
-                    base = cell_table(records, base_names, split, metric)
-                    deltas[metric] = paired(table, base, samples=samples, confidence=confidence)
-            out.append(ArmSummary(arm, split, values, deltas))
+                    base = tables(run, cfg.baseline_of(arm), split, metric)
+                    deltas[metric] = hierarchical_paired(table, base, **kw)
+                    per_warm[metric] = [paired(a, b, **kw) for a, b in zip(table, base, strict=True)]
+            out.append(ArmSummary(arm, split, values, deltas, per_warm))
     return out
+
+
+def carried_by_one(run: AblationRun, arm: str, split: str, metric: str, pooled: Estimate) -> str | None:
+    """The warm start without which a pooled Δ that excludes 0 no longer does (None: none, or one
+    warm start only): the result then rests on that warm start."""
+    if len(run.warm_starts) < 2 or not pooled.excludes_zero:
+        return None
+    arm_t, base_t = tables(run, arm, split, metric), tables(run, run.config.baseline_of(arm), split, metric)
+    kw: dict[str, Any] = {"samples": run.config.bootstrap_samples, "confidence": run.config.confidence}
+    for drop, warm in enumerate(run.warm_starts):
+        keep = [i for i in range(len(arm_t)) if i != drop]
+        rest = hierarchical_paired([arm_t[i] for i in keep], [base_t[i] for i in keep], **kw)
+        if not rest.excludes_zero or (rest.mean > 0) != (pooled.mean > 0):
+            return warm.spec.name()
+    return None
 
 
 def reward_curves(run: AblationRun) -> dict[str, dict[str, list[tuple[int, float]]]]:
@@ -139,7 +168,7 @@ def _gallery(run: AblationRun) -> Any:
     """Rows: the same held-out samples; columns: the warm start, then each arm's first seed."""
     names = ["sft"] + [run.checkpoint_name(a, run.seeds[0]) for a in run.config.arms]
     titles = ["SFT"] + [run.config.label(a) for a in run.config.arms]
-    galleries = run.evaluation.galleries
+    galleries = run.first.evaluation.galleries
     ids = [item.sample_id for item in galleries.get("sft", [])][: run.config.gallery_samples]
     tiles = []
     for sample_id in ids:
@@ -176,12 +205,28 @@ def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[st
         label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
         if s.arm == run.config.baseline:
             label += " (baseline)"
+        elif s.arm in run.config.compare_with:
+            label += f" (Δ vs {run.config.label(run.config.compare_with[s.arm])})"
         delta = {m: s.deltas[m].text() if m in s.deltas else "–" for m in ("correct", "attention_lift")}
         rows.append(
             f"| {label} | {s.values['correct'].text('{:.3f}')} | {delta['correct']} | "
             f"{s.values['attention_lift'].text('{:+.4f}')} | {s.deltas['attention_lift'].text('{:+.4f}') if 'attention_lift' in s.deltas else '–'} | "
             f"{s.values['length'].mean:.1f} |"
         )
+    return rows
+
+
+def _looking_table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[str]:
+    """The looking measures per arm, with Δ from the baseline (paired)."""
+    head = " | ".join(f"{title} | Δ vs baseline" for _, title in LOOKING)
+    rows = [f"| arm | {head} |", "| --- |" + " --- | --- |" * len(LOOKING)]
+    for s in (s for s in summaries if s.split == split):
+        label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
+        cells = [
+            f"{s.values[m].text('{:+.3f}')} | {s.deltas[m].text('{:+.3f}') if m in s.deltas else '–'}"
+            for m, _ in LOOKING
+        ]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -208,14 +253,11 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
     def between(a: str, b: str, metric: str) -> Estimate | None:
         if a not in arms or b not in arms:
             return None
-        cells = [
-            cell_table(
-                run.evaluation.records, [run.checkpoint_name(x, s) for s in run.seeds], "heldout", metric
-            )
-            for x in (a, b)
-        ]
-        return paired(
-            cells[0], cells[1], samples=run.config.bootstrap_samples, confidence=run.config.confidence
+        return hierarchical_paired(
+            tables(run, a, "heldout", metric),
+            tables(run, b, "heldout", metric),
+            samples=run.config.bootstrap_samples,
+            confidence=run.config.confidence,
         )
 
     claims = [
@@ -224,6 +266,20 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
             "the premise (attention maps, not a benchmark number)",
             "sayo",
             delta("sayo", "attention_lift"),
+            True,
+        ),
+        (
+            "the same, with the paper's advantages (total reward / group std) in both arms: (b′) − (a′)",
+            "the paper's scheme",
+            "sayo_paper_adv",
+            delta("sayo_paper_adv", "attention_lift"),
+            True,
+        ),
+        (
+            "SAYO's reward moves attention onto the region, read at the answer step (not the selected tokens)",
+            "(sayo.looking)",
+            "sayo",
+            delta("sayo", "answer_lift"),
             True,
         ),
         (
@@ -238,6 +294,13 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
             f"{PAPER['sayo']} vs {PAPER['accuracy_format']}",
             "sayo",
             delta("sayo", "correct"),
+            True,
+        ),
+        (
+            "the same, with the paper's advantages in both arms: (b′) − (a′)",
+            f"{PAPER['sayo']} vs {PAPER['accuracy_format']}",
+            "sayo_paper_adv",
+            delta("sayo_paper_adv", "correct"),
             True,
         ),
         (
@@ -269,7 +332,7 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
 
 def reading(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
     """What the numbers above say, each statement computed from them (what a reader checks first)."""
-    cfg, signal = run.config, run.signal
+    cfg, signal = run.config, run.first.signal
     get = {(s.arm, s.split): s for s in summaries}
     out = []
     sft = get.get(("sft", "heldout"))
@@ -346,25 +409,37 @@ def results_markdown(
     run: AblationRun, summaries: list[ArmSummary], figures: dict[str, Path], page: Path
 ) -> str:
     """The results page."""
-    cfg, signal = run.config, run.signal
+    cfg, signal = run.config, run.first.signal
     rel = {k: os.path.relpath(v, page.parent) for k, v in figures.items()}
-    n_held = cell_table(run.evaluation.records, ["sft"], "heldout", "correct").shape[1]
-    n_hard = cell_table(run.evaluation.records, ["sft"], "hard", "correct").shape[1]
+    n_held = "/".join(str(t.shape[1]) for t in tables(run, "sft", "heldout", "correct"))
+    n_hard = "/".join(str(t.shape[1]) for t in tables(run, "sft", "hard", "correct"))
     command = "sayo experiment ablation" + (" --quick" if run.quick else "")
+    n_warm = len(run.warm_starts)
+    warm = (
+        "one SFT warm start"
+        if n_warm == 1
+        else f"{n_warm} SFT warm starts ({', '.join(w.spec.name() for w in run.warm_starts)}: data and SFT seeds)"
+    )
+    level = "two-level bootstrap over seeds and samples" if n_warm == 1 else (
+        "hierarchical bootstrap over warm starts, seeds and samples")  # fmt: skip
     lines = [
         "# Results: does the attention reward move attention? (generated)",
         "",
         f"Generated by `{command}` from `{cfg.description or cfg.recipe}` on {datetime.now(UTC):%Y-%m-%d} "
         f"({platform.machine()}, {os.cpu_count()} CPUs); every number below comes from that run.",
-        f"Base recipe `{cfg.recipe}`; one SFT warm start; GRPO arms × seeds {run.seeds}; evaluated greedily on "
-        f"{n_held} held-out and {n_hard} harder samples (same samples for every arm). Wall time: "
+        f"Base recipe `{cfg.recipe}`; {warm}; GRPO arms × seeds {run.seeds}"
+        + (" from each" if n_warm > 1 else "")
+        + f"; evaluated greedily on {n_held} held-out and {n_hard} harder samples"
+        + (" (per warm start; " if n_warm > 1 else " (")
+        + "same samples for every arm). Wall time: "
         + ", ".join(f"{k} {v / 60:.1f} min" if v >= 1 else f"{k} reused" for k, v in run.seconds.items())
         + ".",
         "",
         "Attention lift = the share of the selected answer tokens' visual attention that falls on the region "
         "minus the region's share of image tokens (0 = uniform attention), as `rewards.attention` defines it. "
-        f"Intervals: {cfg.confidence:.0%}, two-level bootstrap over seeds and samples; Δ = paired difference "
-        f"from the baseline arm ({cfg.label(cfg.baseline)}), same samples and seeds.",
+        f"Intervals: {cfg.confidence:.0%}, {level}; Δ = paired difference "
+        f'from the baseline arm ({cfg.label(cfg.baseline)}; an arm marked "Δ vs" from the arm named), same '
+        "samples and seeds.",
         "",
         "## Arms",
         "",
@@ -372,7 +447,8 @@ def results_markdown(
         "| --- | --- |",
         *[f"| {cfg.label(a)} | `{' '.join(o) or '(none)'}` |" for a, o in cfg.arms.items()],
         "",
-        "## Signal check of the warm start (before GRPO)",
+        "## Signal check of the warm start (before GRPO)"
+        + (f" — {run.first.spec.name()}" if n_warm > 1 else ""),
         "",
         f"{signal.groups} prompts × {signal.group_size} rollouts at the GRPO temperature (`sayo diagnose`):",
         "",
@@ -392,12 +468,58 @@ def results_markdown(
     ]
     for split, title in SPLITS:
         lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
+        lines += [
+            'Where the answer looks (docs/method.md, "Where the answer looks": read at fixed steps, not '
+            "the selected tokens):",
+            "",
+            *_looking_table(summaries, run, split),
+            "",
+        ]
+    lines += warm_start_lines(summaries, run)
     lines += ["## The paper's findings here", "", *findings(summaries, run), ""]
     lines += ["## Reading this run", "", *reading(summaries, run), ""]
     if cfg.discussion.strip():
         lines += ["## Why (the miniature's design and its limits)", "", cfg.discussion.strip(), ""]
     lines += [f"![{name}]({path})" for name, path in rel.items()]
     return "\n".join(lines) + "\n"
+
+
+def warm_start_lines(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
+    """Each Δ within each warm start, their spread, and whether one warm start carries the pooled Δ."""
+    if len(run.warm_starts) < 2:
+        return []
+    names = [w.spec.name() for w in run.warm_starts]
+    lines = [
+        "## Between warm starts",
+        "",
+        "Each arm's paired Δ from the baseline within each warm start (its own two-level interval), the "
+        "standard deviation of those Δ across warm starts, and the warm start without which the pooled "
+        "interval would no longer exclude 0 (the result then rests on it):",
+        "",
+        "| split | arm | metric | " + " | ".join(names) + " | spread (std) | pooled Δ | carried by one |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |",
+    ]
+    for s in summaries:
+        for metric, label in (
+            ("correct", "accuracy"),
+            ("attention_lift", "lift"),
+            ("answer_lift", "answer-step lift"),
+        ):
+            if metric not in s.per_warm:
+                continue
+            per = s.per_warm[metric]
+            spread = float(np.std([e.mean for e in per], ddof=1))
+            carried = carried_by_one(run, s.arm, s.split, metric, s.deltas[metric])
+            lines.append(
+                f"| {s.split} | {run.config.label(s.arm)} | {label} | "
+                + " | ".join(e.text("{:+.3f}") for e in per)
+                + f" | {spread:.3f} | {s.deltas[metric].text('{:+.3f}')} | {carried or '–'} |"
+            )
+    signals = [
+        f"{w.spec.name()} {w.signal.spread.get('region_attention', (math.nan, math.nan))[0]:.4f}"
+        for w in run.warm_starts
+    ]
+    return [*lines, "", "Region term's within-group std at each warm start: " + ", ".join(signals) + ".", ""]
 
 
 def reading_lines(signal: SignalReport) -> list[str]:
