@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from sayo.cli import app
 from sayo.data import build as build_module
-from sayo.data.build import assign_split, build, copies
+from sayo.data.build import build
 from sayo.data.config import DataConfig, SourceConfig, SplitConfig
 from sayo.data.layout import load_split
+from sayo.data.mixing import assign_split, copies
 from sayo.data.stats import histogram
 from sayo.data.synthetic import SyntheticConfig, generate_sample, task_schedule
 

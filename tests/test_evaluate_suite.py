@@ -16,13 +16,13 @@ from paper_fixtures import SETS, ai2d, chartqa, write_suite
 
 from sayo.data.validate import DataValidationError
 from sayo.evaluate.benchmarks import Benchmark, load_benchmark
-from sayo.evaluate.config import METRICS, BenchmarkConfig, EvalConfig
+from sayo.evaluate.config import METRICS, BenchmarkConfig, EvalConfig, suite_benchmarks
 from sayo.evaluate.metrics import hallusion_scores
 from sayo.evaluate.missing import MissingBenchmarkError, load_present
 from sayo.evaluate.presets import PRESETS, options_in_text, wemath_options
 from sayo.evaluate.report import comparison_rows
 from sayo.evaluate.scorers import score_completion
-from sayo.evaluate.suite import SAYO_PAPER, suite_benchmarks
+from sayo.evaluate.suite import SAYO_PAPER
 from sayo.rewards.official import (
     boxed_content,
     mathvista_correct,

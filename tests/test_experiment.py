@@ -73,7 +73,9 @@ def test_hierarchical_paired_differences_within_each_warm_start() -> None:
 
 
 def test_warm_starts_are_named_checked_and_set_the_data_seed() -> None:
-    assert AblationConfig(arms={"a": []}, baseline="a").warm_starts == [WarmStart()]  # one: the recipe's seeds
+    assert AblationConfig(arms={"a": []}, baseline="a").warm_starts == [
+        WarmStart()
+    ]  # one: the recipe's seeds
     warm = WarmStart(data_seed=3, sft_seed=1)
     assert warm.name() == "ws-d3-s1" and warm.overrides() == ["data.synthetic.seed=3"]
     with pytest.raises(ValueError, match="warm_starts"):
@@ -91,7 +93,7 @@ def test_shipped_ablation_and_its_checks() -> None:
     assert {"sayo", "accuracy_format_paper_adv", "sayo_paper_adv"} <= set(cfg.arms)
     assert cfg.baseline_of("sayo_paper_adv") == "accuracy_format_paper_adv"  # (b′) − (a′)
     assert cfg.baseline_of("sayo") == "accuracy_format"
-    with pytest.raises(ValueError, match="compare_with.sayo"):
+    with pytest.raises(ValueError, match=r"compare_with\.sayo"):
         AblationConfig(arms={"a": [], "sayo": []}, baseline="a", compare_with={"sayo": "nope"})
     with pytest.raises(ValueError, match="baseline = 'nope'"):
         AblationConfig(arms={"a": []}, baseline="nope")

@@ -12,10 +12,8 @@ output (`sayo.data.staging`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -29,8 +27,9 @@ from tqdm import tqdm
 from sayo.data import layout
 from sayo.data.card import dataset_card, pick_preview, preview_grid
 from sayo.data.checking import Checked, Job, check_all
-from sayo.data.config import SPLIT_NAMES, DataConfig, SplitConfig
+from sayo.data.config import SPLIT_NAMES, DataConfig
 from sayo.data.importers import import_source
+from sayo.data.mixing import assign_split
 from sayo.data.schema import Sample
 from sayo.data.staging import DATA, staging_root, swap_in, sweep_stale
 from sayo.data.stats import compute_stats
@@ -59,26 +58,6 @@ class _Collected:
     problems: list[Problem] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # id -> "file:line" of its first occurrence
     dropped: list[Dropped] = field(default_factory=list)  # rows left out by an importer's rule
-
-
-def unit_hash(*parts: object) -> float:
-    """A uniform number in [0, 1) from the sha256 of `parts` (deterministic across runs and machines)."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def copies(weight: float, seed: int, source: str, sample_id: str) -> int:
-    """How many times a sample enters the mix: floor(w), plus one with probability frac(w)."""
-    whole = math.floor(weight)
-    return whole + int(unit_hash("mix", seed, source, sample_id) < weight - whole)
-
-
-def assign_split(group: str, seed: int, splits: SplitConfig) -> str:
-    """The split of a sample, from a hash of its group key (its id unless the importer set one)."""
-    u = unit_hash("split", seed, group)
-    if u < splits.train:
-        return "train"
-    return "val" if u < splits.train + splits.val else "test"
 
 
 def _accept(checked: Checked, into: _Collected) -> None:

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from sayo.data.mixing import copies
 from sayo.data.schema import Sample
 from sayo.data.validate import Candidate, Dropped, Problem, StoredImage, check_candidate, inspect_image
 
@@ -84,8 +85,6 @@ def _store(staging: Path, image: StoredImage) -> None:
 
 def check_chunk(job: Job, chunk: list[Item]) -> list[Result]:
     """Check every candidate of `chunk` (storing the images of those kept); pass the rest through."""
-    from sayo.data.build import copies  # the build imports this module
-
     out: list[Result] = []
     for item in chunk:
         if not isinstance(item, Candidate):

@@ -28,9 +28,9 @@ from PIL import Image
 
 from sayo.data.config import DataConfig, SourceConfig
 from sayo.data.dataset import GroundedDataset
-from sayo.data.importers import import_source
-from sayo.data.importers.hf import column_map, import_mapped
+from sayo.data.importers.hf import column_map, import_hf, import_mapped
 from sayo.data.importers.hf_open import hub_cache
+from sayo.data.importers.tsv import import_tsv
 from sayo.data.schema import AnswerType, Sample
 from sayo.data.validate import Candidate, DataValidationError, Dropped, Problem, check_candidate
 from sayo.evaluate.config import BenchmarkConfig
@@ -104,14 +104,14 @@ def _import(config: BenchmarkConfig, preset: Preset | None) -> Iterator[Candidat
     """
     if config.type == "tsv":
         source = SourceConfig(type="tsv", path=config.path, name=config.name)
-        return import_source(source, DataConfig(sources=[source]))
+        return import_tsv(source, DataConfig(sources=[source]))
     source = SourceConfig(
         type="hf", path="" if config.dataset else config.path, dataset=config.dataset, name=config.name,
         split=config.split or "train", subset=config.subset, images=config.images,
         columns={} if preset else dict(config.columns), bbox_format=config.bbox_format,
     )  # fmt: skip
     if preset is None:
-        return import_source(source, DataConfig(sources=[source]))
+        return import_hf(source, DataConfig(sources=[source]))
     mapping = {**column_map(source), "options": _UNUSED, "answer_type": _UNUSED, "bbox": _UNUSED}
     mapping.update({k: v for k, v in preset.columns.items() if k != "options"})
     return import_mapped(source, mapping, explicit=tuple(k for k in preset.columns if k != "options"))

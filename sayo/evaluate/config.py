@@ -11,9 +11,12 @@ to one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 from sayo.config import check
+from sayo.evaluate.presets import PRESETS
+from sayo.evaluate.suite import SUITES
 from sayo.models.config import ModelConfig
 from sayo.prompts import PromptConfig
 from sayo.rewards.config import RewardConfig
@@ -67,8 +70,6 @@ class BenchmarkConfig:
         check(self.max_samples is None or self.max_samples >= 1, "evaluate.benchmarks[].max_samples",
                self.max_samples, "must be >= 1 or null")  # fmt: skip
         check(self.metric in METRICS, "evaluate.benchmarks[].metric", self.metric, f"one of {METRICS}")
-        from sayo.evaluate.presets import PRESETS  # the presets import this module's types
-
         check(not self.preset or self.preset in PRESETS, "evaluate.benchmarks[].preset", self.preset,
               f"one of {sorted(PRESETS)} or empty")  # fmt: skip
 
@@ -99,8 +100,6 @@ class EvalConfig:
     out_dir: str = "outputs/eval"  # metrics.json, per_sample.jsonl, report.html/.md, figures/
 
     def __post_init__(self) -> None:
-        from sayo.evaluate.suite import SUITES
-
         check(
             self.suite is None or self.suite in SUITES,
             "evaluate.suite",
@@ -125,8 +124,6 @@ class EvalConfig:
 
     def all_benchmarks(self) -> list[BenchmarkConfig]:
         """`benchmarks`, then the suite's sets (under `suite_root`, cut to `suite_max_samples`)."""
-        from sayo.evaluate.suite import suite_benchmarks
-
         extra = suite_benchmarks(self.suite, self.suite_root, self.suite_max_samples) if self.suite else []
         return [*self.benchmarks, *extra]
 
@@ -152,3 +149,23 @@ class EvaluateRecipe(Protocol):
     def evaluate(self) -> EvalConfig: ...
     @property
     def tracking(self) -> TrackingConfig: ...
+
+
+def suite_benchmarks(suite: str, root: str, max_samples: int | None = None) -> list[BenchmarkConfig]:
+    """The benchmark configs of `suite`, each an `hf` set under `root`."""
+    if suite not in SUITES:
+        raise ValueError(f"evaluate.suite = {suite!r} is invalid: one of {sorted(SUITES)}")
+    return [
+        BenchmarkConfig(
+            name=s.name,
+            type="hf",
+            path=str(Path(root) / s.directory / s.file),
+            images=str(Path(root) / s.directory / s.images) if s.images else "",
+            subset=s.config,
+            split=PRESETS[s.preset].split,
+            preset=s.preset,
+            metric=s.metric,  # type: ignore[arg-type]  # one of METRICS (tested)
+            max_samples=max_samples,
+        )
+        for s in SUITES[suite]
+    ]

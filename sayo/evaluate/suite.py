@@ -17,9 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sayo.evaluate.config import BenchmarkConfig
-from sayo.evaluate.presets import PRESETS
-
 
 @dataclass(frozen=True)
 class SuiteSet:
@@ -72,23 +69,3 @@ SUITES: dict[str, tuple[SuiteSet, ...]] = {"sayo_paper": SAYO_PAPER}
 def suite_set(suite: str, name: str) -> SuiteSet | None:
     """The entry `name` of `suite`, or None (a benchmark that is not one of the suite's)."""
     return next((s for s in SUITES.get(suite, ()) if s.name == name), None)
-
-
-def suite_benchmarks(suite: str, root: str, max_samples: int | None = None) -> list[BenchmarkConfig]:
-    """The benchmark configs of `suite`, each an `hf` set under `root`."""
-    if suite not in SUITES:
-        raise ValueError(f"evaluate.suite = {suite!r} is invalid: one of {sorted(SUITES)}")
-    return [
-        BenchmarkConfig(
-            name=s.name,
-            type="hf",
-            path=str(Path(root) / s.directory / s.file),
-            images=str(Path(root) / s.directory / s.images) if s.images else "",
-            subset=s.config,
-            split=PRESETS[s.preset].split,
-            preset=s.preset,
-            metric=s.metric,  # type: ignore[arg-type]  # one of METRICS (tested)
-            max_samples=max_samples,
-        )
-        for s in SUITES[suite]
-    ]
