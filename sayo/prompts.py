@@ -13,7 +13,6 @@ actual `image_grid_thw` (`sayo.regions`), so the mapping never drifts from what 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,31 +20,12 @@ from PIL import Image
 from torch import Tensor
 from transformers import BatchFeature
 
-from sayo.config import check
 from sayo.data.schema import AnswerType, Sample
+from sayo.prompt_config import INSTRUCTION, PromptConfig
 from sayo.regions import batch_merge_size, sequence_region_mask
 from sayo.vision import row_patches
 
-INSTRUCTION = (
-    "Think briefly inside <think></think>, then give only the final answer inside <answer></answer>."
-)
 OPTION_LETTERS = "ABCDEFGHIJ"
-
-
-@dataclass
-class PromptConfig:
-    """What the model is told besides the question (docs/method.md)."""
-
-    system: str | None = None  # the system turn; null = none given (the chat template's own default)
-    instruction: str = INSTRUCTION  # appended on its own line to the user's question; "" = the bare question
-
-    def __post_init__(self) -> None:
-        check(
-            self.system is None or bool(self.system.strip()),
-            "prompt.system",
-            self.system,
-            "must not be blank",
-        )
 
 
 def question_text(sample: Sample, instruction: str = INSTRUCTION) -> str:

@@ -37,7 +37,7 @@ from sayo.config import (
 from sayo.data.config import DataConfig, resolve_source_paths
 from sayo.evaluate.config import EvalConfig
 from sayo.models.config import ModelConfig
-from sayo.prompts import PromptConfig
+from sayo.prompt_config import PromptConfig
 from sayo.registry.config import RegisterConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig

@@ -182,7 +182,7 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
     text = write_results(run, tmp_path / "results.md").read_text()
     assert "2 SFT warm starts (ws-d0-s0, ws-d5-s1" in text and "hierarchical bootstrap" in text
     rows = [line for line in text.splitlines() if line.startswith("| heldout | (b) SAYO |")]
-    assert len(rows) == 2  # accuracy and lift, each Δ per warm start, spread, pooled, carried
+    assert len(rows) == 3  # accuracy, lift and answer-step lift: Δ per warm start, spread, pooled, carried
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 3 + 2 + 3 and re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])

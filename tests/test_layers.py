@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # packages a function may import lazily: optional extras, or heavy and only needed on one path
 OPTIONAL = {"mlflow", "pandas", "kfp", "kubernetes", "deepspeed", "peft", "boto3", "botocore", "dvc", "trl"}
+# the `hf` sources' readers (the data extra), loaded only when a dataset in those forms is read
+OPTIONAL |= {"datasets", "pyarrow", "huggingface_hub"}
 # (module, imported module pattern) -> why the import waits until the function runs
 DEFERRALS = {
     ("sayo/cli/kubeflow.py", "sayo.kubeflow.*"): "the pipeline commands need kfp (the pipeline extra)",

@@ -18,7 +18,7 @@ from sayo.config import check
 from sayo.evaluate.presets import PRESETS
 from sayo.evaluate.suite import SUITES
 from sayo.models.config import ModelConfig
-from sayo.prompts import PromptConfig
+from sayo.prompt_config import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 

@@ -17,7 +17,7 @@ from typing import Literal, Protocol, get_args
 from sayo.config import check
 from sayo.data.config import DataConfig
 from sayo.models.config import ModelConfig
-from sayo.prompts import PromptConfig
+from sayo.prompt_config import PromptConfig
 from sayo.rewards.config import RewardConfig
 from sayo.tracking import TrackingConfig
 
