@@ -43,7 +43,7 @@ constraints:
 	rm -rf $(SCRATCH)
 
 # The main job end to end on the embedded defaults: the CPU miniature (tiny policy, synthetic
-# `search` data, local MLflow in mlruns.db) at demo size, a few minutes: a look at the rewards, then
+# `search` data, local MLflow in mlruns.db) at demo size, about 10 minutes on 2 CPU cores (README): a look at the rewards, then
 # data -> sft -> grpo -> evaluate -> register. `evaluate` ends with GRPO − SFT on the same test
 # samples (paired intervals) and says when a difference is within noise at this size; the
 # full-size measurement is `sayo experiment ablation` (docs/results.md).
