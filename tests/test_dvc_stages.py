@@ -44,6 +44,7 @@ TINY = [
     "sft.batch_size=2",
     "sft.eval_every=1",
     "sft.eval_samples=2",
+    "sft.attention_loss=0.5",  # the warm start's attention term (it reads rewards.attention)
     "grpo.max_steps=1",
     "grpo.prompts_per_step=2",
     "grpo.probe_every=1",
