@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from sayo.cli import app
@@ -167,3 +168,10 @@ def test_stage_params_are_the_recipe_fields_it_reads(stage: str, used: dict[str,
     assert not unlisted, f"`{stage}` reads these recipe fields; add them to its params: {unlisted}"
     unread = sorted(p for p in params if not any(_covers(p, f) for f in read))
     assert not unread, f"`{stage}` never reads these params: {unread}"
+    recipe = yaml.safe_load((ROOT / "sayo" / "recipes" / "tiny.yaml").read_text())
+    absent = [p for p in params if not _in(recipe, p.split("."))]
+    assert not absent, f"dvc needs every param in the recipe file; name their section instead: {absent}"
+
+
+def _in(mapping: Any, keys: list[str]) -> bool:
+    return not keys or (isinstance(mapping, dict) and keys[0] in mapping and _in(mapping[keys[0]], keys[1:]))
