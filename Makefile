@@ -43,19 +43,24 @@ constraints:
 	rm -rf $(SCRATCH)
 
 # The main job end to end on the embedded defaults: the CPU miniature (tiny policy, synthetic
-# `search` data, local MLflow in mlruns.db) at demo size, a few minutes: a look at the rewards, then
+# `search` data, local MLflow in mlruns.db) at demo size, about 10 minutes on 2 CPU cores (README): a look at the rewards, then
 # data -> sft -> grpo -> evaluate -> register. `evaluate` ends with GRPO − SFT on the same test
 # samples (paired intervals) and says when a difference is within noise at this size; the
 # full-size measurement is `sayo experiment ablation` (docs/results.md).
 DEMO_RECIPE ?= miniature
 DEMO_SIZE ?= data.synthetic.num_samples=3000 sft.max_steps=900 sft.direct_steps=450
+DEMO_CLOCK := outputs/.demo-started
+# one demo step: its name, the command, then how long it took and how long the demo has run so far
+demo_step = @echo "== demo $(1): $(2)"; t0=$$(date +%s); $(2) && t1=$$(date +%s) && \
+	echo "== demo $(1): done in $$((t1 - t0)) s ($$((t1 - $$(cat $(DEMO_CLOCK)))) s since the demo started)"
 demo: $(STAMP)
-	$(BIN)/sayo demo --out outputs/demo --config $(DEMO_RECIPE)
-	$(BIN)/sayo data build --no-progress --config $(DEMO_RECIPE) $(DEMO_SIZE)
-	$(BIN)/sayo sft --config $(DEMO_RECIPE) $(DEMO_SIZE)
-	$(BIN)/sayo grpo --config $(DEMO_RECIPE) $(DEMO_SIZE)
-	$(BIN)/sayo evaluate --config $(DEMO_RECIPE) $(DEMO_SIZE)
-	$(BIN)/sayo register --config $(DEMO_RECIPE) --checkpoint outputs/miniature/grpo/final --metrics outputs/miniature/eval/metrics.json
+	@mkdir -p outputs && date +%s > $(DEMO_CLOCK)
+	$(call demo_step,rewards,$(BIN)/sayo demo --out outputs/demo --config $(DEMO_RECIPE))
+	$(call demo_step,data,$(BIN)/sayo data build --no-progress --config $(DEMO_RECIPE) $(DEMO_SIZE))
+	$(call demo_step,sft,$(BIN)/sayo sft --config $(DEMO_RECIPE) $(DEMO_SIZE))
+	$(call demo_step,grpo,$(BIN)/sayo grpo --config $(DEMO_RECIPE) $(DEMO_SIZE))
+	$(call demo_step,evaluate,$(BIN)/sayo evaluate --config $(DEMO_RECIPE) $(DEMO_SIZE))
+	$(call demo_step,register,$(BIN)/sayo register --config $(DEMO_RECIPE) --checkpoint outputs/miniature/grpo/final --metrics outputs/miniature/eval/metrics.json)
 	@echo "done: report outputs/miniature/eval/report.html; runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db"
 
 test: $(STAMP)

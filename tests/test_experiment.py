@@ -143,7 +143,7 @@ def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:
     import yaml
 
     root = Path(__file__).resolve().parents[1]
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    stages = yaml.safe_load((root / "experiments" / "dvc.yaml").read_text())["stages"]
     cfg = load_ablation("ablation_tiny")
     matrix = stages["ablation-grpo"]["matrix"]
     assert matrix["arm"] == list(cfg.arms) and matrix["seed"] == cfg.seeds
