@@ -106,7 +106,7 @@ FLOAT32_REL = 1e-5  # float32 rounding (eps ~6e-8) grown over a few training ste
 def assert_same_metrics(actual: dict, expected: dict, rel: float = FLOAT32_REL, msg: str = "") -> None:
     """Two runs' scalar metrics (same keys) agree up to float32 rounding: |a − e| ≤ rel·(|e| + 1).
 
-    What a resumed run promises (README, "Resuming"): the same samples, rewards and updates as an
+    What a resumed run promises (README, "Train"): the same samples, rewards and updates as an
     uninterrupted one up to float32 rounding, not bit for bit: BLAS/oneDNN kernels may round a
     product differently for weights that were reloaded (another memory alignment), on another kernel
     set or thread count. The `+ 1` is the scale of the terms of metrics that cancel towards zero

@@ -5,7 +5,7 @@ The slow test runs the job's real node script (`sayo.kubeflow.trainjob.node_scri
 own scratch directory in place of the pod's `/workspace`, against a moto S3 server: one job runs
 uninterrupted; another is killed once step 2 is in the mirror and run again from empty scratch
 directories, as a retried pipeline step's new pods are; it must resume at step 3 and end with
-the uninterrupted job's metrics (up to float32 rounding: README, "Resuming").
+the uninterrupted job's metrics (up to float32 rounding: README, "Train").
 """
 
 from __future__ import annotations
