@@ -27,7 +27,9 @@ from sayo.train.checkpoint import (
     latest_checkpoint,
     mirrored_steps,
     pull_checkpoint,
+    pull_step,
     push_checkpoint,
+    push_shards,
     step_dir,
 )
 from sayo.train.config import CheckpointConfig
@@ -257,3 +259,24 @@ def test_a_killed_grpo_step_run_again_resumes_from_the_mirror(s3: Any, tmp_path:
     for key in ("loss", "reward/total_mean"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2, 3], key
+
+
+def test_push_shards_of_one_node_is_push_checkpoint(s3: Any, tmp_path: Path) -> None:
+    """One node's shards (world size 1): every file, then the marker; the same tree comes back."""
+    uploaded: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:
+            uploaded.append(key.rsplit("/", 1)[-1])
+            s3.upload_file(filename, bucket, key, **kwargs)
+
+    push_checkpoint(fake_checkpoint(tmp_path / "old", 1), MIRROR, keep_last=1)
+    local = fake_checkpoint(tmp_path / "up", 2)
+    assert push_shards(local, MIRROR, keep_last=1, client=Recording()) == f"{MIRROR}/step-00000002"
+    assert uploaded[-1] == COMPLETE and len(uploaded) == 4
+    assert mirrored_steps(MIRROR) == [2]  # pruned to keep_last
+    pulled = pull_step(MIRROR, tmp_path / "down", 2)
+    assert tree(pulled) == tree(local)
