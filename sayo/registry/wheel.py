@@ -24,6 +24,7 @@ from pathlib import Path
 
 DIST = "sayo"
 TAG = "py3-none-any"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the imported sayo package (sayo/registry/..)
 EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same code gives the same wheel bytes
 
 
@@ -60,9 +61,7 @@ def _metadata_text(version: str) -> str:
 
 def build_wheel(out_dir: str | Path, package_dir: Path | None = None) -> Path:
     """Pack the imported sayo package into `out_dir/sayo-<version>+<digest>-py3-none-any.whl`."""
-    import sayo
-
-    package_dir = Path(package_dir or Path(sayo.__file__).parent)
+    package_dir = Path(package_dir or PACKAGE_DIR)
     version = f"{metadata.version(DIST).split('+', 1)[0]}+{code_digest(package_dir)}"
     info = f"{DIST}-{version}.dist-info"
     entries: dict[str, bytes] = {
