@@ -116,10 +116,12 @@ def upload_dir(
     client: Any = None,
     settings: TransferSettings | None = None,
     last: Collection[str] = (),
+    skip: Collection[str] = (),
 ) -> list[str]:
     """Upload every file under `local` to `url` (keys = prefix + relative path). Returns the keys.
 
-    Files whose relative paths are in `last` (a completion marker) go up after all the others.
+    Files whose relative paths are in `last` (a completion marker) go up after all the others;
+    those in `skip` stay behind (another node's writer uploads the marker).
     """
     local, where, settings = Path(local), S3Location.parse(url), settings or TransferSettings()
     client = client or make_client(settings=settings)
@@ -128,17 +130,26 @@ def upload_dir(
     missing = [name for name in last if not (local / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{local} has no {missing} to upload last")
-    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files = sorted(p for p in local.rglob("*") if p.is_file() and p.relative_to(local).as_posix() not in skip)
     files.sort(key=lambda p: p.relative_to(local).as_posix() in last)  # stable: the rest, then `last`
     keys = []
     for path in files:
         key = where.key(path.relative_to(local).as_posix())
-        extra = {"Metadata": {SHA_KEY: sha256_file(path)}}
-        client.upload_file(str(path), where.bucket, key, ExtraArgs=extra, Config=_transfer(settings))
-        log.debug("uploaded %s to s3://%s/%s", path, where.bucket, key)
+        upload_file(path, f"s3://{where.bucket}/{key}", client, settings)
         keys.append(key)
     log.info("uploaded %d file(s) to s3://%s/%s", len(keys), where.bucket, where.prefix)
     return keys
+
+
+def upload_file(
+    path: str | Path, url: str, client: Any = None, settings: TransferSettings | None = None
+) -> None:
+    """Upload one file to the object `url` (`s3://bucket/key`) with its sha256 in the metadata."""
+    where, settings = S3Location.parse(url), settings or TransferSettings()
+    client = client or make_client(settings=settings)
+    extra = {"Metadata": {SHA_KEY: sha256_file(Path(path))}}
+    client.upload_file(str(path), where.bucket, where.prefix, ExtraArgs=extra, Config=_transfer(settings))
+    log.debug("uploaded %s to %s", path, url)
 
 
 def list_dirs(url: str, client: Any = None) -> list[str]:

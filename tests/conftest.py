@@ -100,6 +100,28 @@ def assert_equivalent(actual: torch.Tensor, expected: torch.Tensor, rel: float =
         )
 
 
+FLOAT32_REL = 1e-5  # float32 rounding (eps ~6e-8) grown over a few training steps, with room
+
+
+def assert_same_metrics(actual: dict, expected: dict, rel: float = FLOAT32_REL, msg: str = "") -> None:
+    """Two runs' scalar metrics (same keys) agree up to float32 rounding: |a − e| ≤ rel·(|e| + 1).
+
+    What a resumed run promises (README, "Train"): the same samples, rewards and updates as an
+    uninterrupted one up to float32 rounding, not bit for bit: BLAS/oneDNN kernels may round a
+    product differently for weights that were reloaded (another memory alignment), on another kernel
+    set or thread count. The `+ 1` is the scale of the terms of metrics that cancel towards zero
+    (kl, a mean advantage: differences of log-probabilities and rewards of order 1). A wrong resume
+    (other prompts, other RNG draws, a lost optimizer state) moves them far more than this.
+    """
+    assert actual.keys() == expected.keys(), f"{msg}: keys {sorted(actual)} != {sorted(expected)}"
+    off = {
+        key: (actual[key], value)
+        for key, value in expected.items()
+        if not abs(float(actual[key]) - float(value)) <= rel * (abs(float(value)) + 1.0)
+    }
+    assert not off, f"{msg}: differ by more than rel={rel:g} x (|expected| + 1): {off}"
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor) of the tiny default, in eval mode, SDPA attention."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import build_tiny_dataset
+from conftest import assert_same_metrics, build_tiny_dataset
 from moto_s3 import moto_server
 
 from sayo.kubeflow.steps import checkpoint_mirror
@@ -27,7 +27,9 @@ from sayo.train.checkpoint import (
     latest_checkpoint,
     mirrored_steps,
     pull_checkpoint,
+    pull_step,
     push_checkpoint,
+    push_shards,
     step_dir,
 )
 from sayo.train.config import CheckpointConfig
@@ -245,10 +247,8 @@ def test_a_killed_grpo_step_run_again_resumes_from_the_mirror(s3: Any, tmp_path:
     log = (tmp_path / "preempted-2" / "log.txt").read_text()
     assert "downloaded checkpoint step-00000002" in log  # killed during step 3: resumed after step 2
     assert "resuming MLflow run" in log and "at step 2" in log
-    compared = {k: v for k, v in full["metrics"].items() if k not in TIMING}
-    assert compared.keys() == {k for k in retried["metrics"] if k not in TIMING}
-    for key, value in compared.items():
-        assert retried["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    untimed = [{k: v for k, v in r["metrics"].items() if k not in TIMING} for r in (retried, full)]
+    assert_same_metrics(*untimed, msg="retried vs uninterrupted")  # up to float32 rounding (README)
     print("final metrics, uninterrupted vs killed and retried:",
           {k: (full["metrics"][k], retried["metrics"][k]) for k in ("loss", "reward/total_mean", "kl")})  # fmt: skip
     assert mirrored_steps(f"{uri}/job-1/grpo") == [3]  # keep_last=1
@@ -259,3 +259,24 @@ def test_a_killed_grpo_step_run_again_resumes_from_the_mirror(s3: Any, tmp_path:
     for key in ("loss", "reward/total_mean"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2, 3], key
+
+
+def test_push_shards_of_one_node_is_push_checkpoint(s3: Any, tmp_path: Path) -> None:
+    """One node's shards (world size 1): every file, then the marker; the same tree comes back."""
+    uploaded: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:
+            uploaded.append(key.rsplit("/", 1)[-1])
+            s3.upload_file(filename, bucket, key, **kwargs)
+
+    push_checkpoint(fake_checkpoint(tmp_path / "old", 1), MIRROR, keep_last=1)
+    local = fake_checkpoint(tmp_path / "up", 2)
+    assert push_shards(local, MIRROR, keep_last=1, client=Recording()) == f"{MIRROR}/step-00000002"
+    assert uploaded[-1] == COMPLETE and len(uploaded) == 4
+    assert mirrored_steps(MIRROR) == [2]  # pruned to keep_last
+    pulled = pull_step(MIRROR, tmp_path / "down", 2)
+    assert tree(pulled) == tree(local)

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 from sayo.cli import app
 from sayo.registry import RegisterConfig, gate_decision, register_checkpoint
 from sayo.registry.register import SERVED, checkpoint_metrics, data_version, git_commit, pinned_requirements
+from sayo.registry.wheel import build_wheel
 from sayo.tracking import TrackingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,11 +193,97 @@ def test_the_registered_model_is_code_not_a_pickle(registrations: dict, tmp_path
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in checkpoint.iterdir()}
     requirements = (local / "requirements.txt").read_text().split()
     assert set(pinned_requirements()) <= set(requirements)
+    assert not [r for r in requirements if r.startswith("sayo")]  # on no index: the wheel below instead
+    (wheel,) = [r for r in requirements if r.endswith(".whl")]
+    assert wheel.startswith("artifacts/sayo-0.1.0+") and (local / wheel).is_file()
     assert f"mlflow=={mlflow.__version__}" in requirements
     for pin in pinned_requirements():
         name, version = pin.split("==")
         assert "+" not in version and metadata.version(name).startswith(version)
     assert client.get_model_version_by_alias(registrations["name"], "champion").version == "3"
+
+
+# the champion loaded and asked one row in a venv that installed the model's requirements
+FRESH_LOAD = """
+import base64, io, json, sys
+import mlflow, pandas as pd, sayo
+from PIL import Image
+
+buffer = io.BytesIO()
+Image.new("RGB", (56, 56), "green").save(buffer, format="PNG")
+model = mlflow.pyfunc.load_model(sys.argv[1])
+answer = model.predict(pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()],
+                                     "question": ["What colour is the image?"]}))
+print(json.dumps({"sayo": sayo.__file__, "rows": answer.to_dict("records")}))
+"""
+
+
+def _venv_without_sayo(where: Path) -> Path:
+    """A fresh venv that sees this venv's installed packages except sayo (the CI's dependencies,
+    already installed: torch & co. cannot be installed offline from nothing); returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = where / "bin" / "python"
+    purelib = [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    fresh_site = Path(subprocess.run(purelib, capture_output=True, text=True, check=True).stdout.strip())
+    deps = where / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_path("purelib")).iterdir():
+        if "sayo" not in entry.name.lower():  # sayo's dist-info and its editable finder stay behind
+            (deps / entry.name).symlink_to(entry)
+    (fresh_site / "deps.pth").write_text(f"import site; site.addsitedir({str(deps)!r})\n")  # and its .pth
+    return python
+
+
+@pytest.mark.slow
+def test_the_champion_installs_sayo_from_its_own_artifacts(registrations: dict, tmp_path: Path) -> None:
+    """`pip install --no-index -r requirements.txt` in the model's directory (as `mlflow models serve`
+    does) gets sayo from the wheel logged with the model: no index holds sayo."""
+    uri = f"models:/{registrations['name']}@champion"
+    with _tracking(registrations["uri"]):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "model")))
+    python = _venv_without_sayo(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        PYTHONNOUSERSITE="1", MLFLOW_TRACKING_URI=registrations["uri"], MLFLOW_DISABLE_TELEMETRY="true"
+    )
+    absent = subprocess.run(
+        [python, "-c", "import sayo"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert absent.returncode != 0 and "No module named 'sayo'" in absent.stderr  # not there before
+
+    pip = [python, "-m", "pip", "install", "--no-index", "--find-links", str(local / "artifacts"),
+           "--disable-pip-version-check", "-r", "requirements.txt"]  # fmt: skip
+    installed = subprocess.run(pip, env=env, cwd=local, capture_output=True, text=True, timeout=600)
+    print(installed.stdout[-2000:], installed.stderr[-2000:])
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    assert "Successfully installed sayo-0.1.0+" in installed.stdout
+
+    done = subprocess.run([python, "-c", FRESH_LOAD, uri], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print("fresh venv:", result)
+    assert result["sayo"].startswith(str(tmp_path / "venv")) and "site-packages" in result["sayo"]
+    (row,) = result["rows"]
+    assert isinstance(row["completion"], str) and row["completion"] and isinstance(row["answer"], str)
+
+
+def test_the_wheel_is_the_code_that_registered(tmp_path: Path) -> None:
+    """The same code packs to the same bytes; another byte of code gives another version."""
+    package = tmp_path / "pkg" / "sayo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "junk.pyc").write_bytes(b"\0")
+    first, again = build_wheel(tmp_path / "a", package), build_wheel(tmp_path / "b", package)
+    assert first.name == again.name and first.read_bytes() == again.read_bytes()
+    with zipfile.ZipFile(first) as wheel:
+        names = wheel.namelist()
+    version = first.name.split("-")[1]
+    assert names[0] == "sayo/__init__.py" and not [n for n in names if "__pycache__" in n]
+    assert f"sayo-{version}.dist-info/RECORD" == names[-1] and version.startswith("0.1.0+")
+    (package / "__init__.py").write_text("x = 2\n")
+    assert build_wheel(tmp_path / "c", package).name != first.name
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_equivalent, build_tiny_dataset, train_recipe
+from conftest import assert_equivalent, assert_same_metrics, build_tiny_dataset, train_recipe
 
 from sayo.recipe import Recipe, load_recipe
 from sayo.runtime import NonFiniteError
@@ -104,8 +104,7 @@ def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_d
     full, resumed = seen["full"], seen["resumed"]
     assert [r["ids"] for r in resumed[3:]] == [r["ids"] for r in full[2:]]  # same prompts after resume
     for a, b in zip(full[2:], resumed[3:], strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
-        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+        assert_same_metrics({k: b[k] for k in ("loss", "reward")}, {k: a[k] for k in ("loss", "reward")})
 
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id])  # one run
@@ -117,7 +116,7 @@ def test_grpo_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, tiny_d
         history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
         expected = [(m.step, m.value) for m in client.get_metric_history(full_run, key)]
         assert [s for s, _ in history] == [1, 2, 3, 4], key
-        assert [v for _, v in history] == pytest.approx([v for _, v in expected], abs=1e-6), key
+        assert_same_metrics(dict(history), dict(expected), msg=key)
 
 
 def test_grpo_with_lora_uses_the_base_as_reference(tmp_path, tiny_dataset):

@@ -134,17 +134,21 @@ def grpo_trainjob(
     trainer_api: str,
     deepspeed_config: str,
     staging_uri: str,
+    checkpoint_uri: str,
+    pipeline_run: str,
     dataset: Input[Dataset],
     sft_model: Input[Model],
     model: Output[Model],
 ):
     """Create a TrainJob/PyTorchJob of `nodes` × `gpus_per_node` GPUs running `sayo grpo`, await it.
 
-    `trainer_api`: the TrainJob form, `v2.2` (Kubeflow Trainer 2.2 and later) or `v2.1`.
+    `trainer_api`: the TrainJob form, `v2.2` (Kubeflow Trainer 2.2 and later) or `v2.1`; with
+    `checkpoint_uri`, every node's checkpoints go to `<checkpoint_uri>/<pipeline_run>/grpo/` and a
+    retry resumes from them.
     """
     import os
 
-    from sayo.kubeflow.steps import train_overrides
+    from sayo.kubeflow.steps import checkpoint_mirror, train_overrides
     from sayo.kubeflow.trainjob import JobRequest, current_namespace, run_grpo_job
 
     knobs = train_overrides(
@@ -170,6 +174,7 @@ def grpo_trainjob(
         gpus_per_node=gpus_per_node,
         kind=job_kind,
         trainer_api=trainer_api,
+        checkpoint_mirror=checkpoint_mirror(checkpoint_uri, pipeline_run),
     )
     run_grpo_job(request, dataset.path, sft_model.path, model.path)
     model.metadata.update({"stage": "grpo", "nodes": nodes, "job": request.name, "config": config})

@@ -91,11 +91,11 @@ def grpo_branches(
     data_task: dsl.PipelineTask,
     sft_task: dsl.PipelineTask,
 ) -> None:
-    """Stage 3 as a Trainer job when `grpo_nodes > 1`, else one GPU pod (with durable checkpoints
-    under `durable_knobs`); then stages 4-5."""
+    """Stage 3 as a Trainer job when `grpo_nodes > 1`, else one GPU pod (either with durable
+    checkpoints under `durable_knobs`); then stages 4-5."""
     image, gpu_image = assess_knobs["image"], assess_knobs["gpu_image"]
     with dsl.If(grpo_nodes > 1, name="multi-node-grpo"):
-        job_task = grpo_trainjob_op(**grpo_knobs, **job_knobs, image=gpu_image)
+        job_task = grpo_trainjob_op(**grpo_knobs, **job_knobs, **durable_knobs, image=gpu_image)
         job_task.set_display_name("grpo (Trainer job)").set_caching_options(False).set_retry(**RETRY)
         with_secrets(job_task.set_container_image(image))
         assess(job_task.outputs["model"], data_task, sft_task, assess_knobs)
@@ -146,8 +146,8 @@ def sayo_pipeline(
         trainer_api: the TrainJob form, `v2.2` (Trainer 2.2 and later: runtimePatches) or `v2.1`
             (Trainer 2.1: podTemplateOverrides).
         deepspeed_config, staging_uri: the multi-node job's ZeRO JSON and S3 hand-over prefix.
-        checkpoint_uri: s3://bucket/prefix for durable checkpoints of the single-pod sft and grpo
-            steps, under `<checkpoint_uri>/<pipeline job id>/<stage>/`: a retried or preempted step
+        checkpoint_uri: s3://bucket/prefix for durable checkpoints of the sft and grpo steps
+            (the Trainer job's every node too), under `<checkpoint_uri>/<pipeline job id>/<stage>/`: a retried or preempted step
             of the same run resumes from the newest complete one. Empty: scratch checkpoints only.
     """
     data_task = data_op(config=config, overrides=overrides, sources=data_sources)

@@ -26,6 +26,12 @@ prefix (`sayo.storage`), then the argv of `sayo.train.launch.launch_command` (th
 command line the docs and GPU VMs use too) with the rendezvous taken from the variables the
 operator injects (`PET_*` for TrainJob, `RANK`/`MASTER_*` for PyTorchJob), then node 0 uploads
 `grpo/final` back to the prefix, where the component picks it up as its `Model` artifact.
+
+Durable checkpoints: the checkpoint directory is each pod's own scratch volume, gone with the pod,
+and the pipeline retries the step. With a `checkpoint_mirror` (`<checkpoint_uri>/<pipeline job
+id>`, the single-pod steps' prefix: `sayo.kubeflow.steps.checkpoint_mirror`) every node uploads
+its ranks' part of each step checkpoint there and rank 0 the `COMPLETE` marker last; a retried job
+(the same pipeline job id) resumes from the newest complete one (sayo/train/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -83,6 +89,8 @@ class JobRequest:
         default_factory=lambda: {k: dict(v) for k, v in SECRET_ENV.items()}
     )
     service_account: str = ""
+    # s3://bucket/prefix/<pipeline job id> for every node's step checkpoints; "" = scratch only
+    checkpoint_mirror: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -98,6 +106,10 @@ class JobRequest:
             )
         if not re.fullmatch(r"s3://[A-Za-z0-9._/-]+", self.staging_uri):
             raise ValueError(f"staging_uri = {self.staging_uri!r} is invalid: must be s3://bucket/prefix")
+        if self.checkpoint_mirror and not re.fullmatch(r"s3://[A-Za-z0-9._/-]+", self.checkpoint_mirror):
+            raise ValueError(
+                f"checkpoint_mirror = {self.checkpoint_mirror!r} is invalid: must be s3://bucket/prefix or empty"
+            )
         if not self.name or len(self.name) > 63:
             raise ValueError(f"name = {self.name!r} is invalid: a DNS-1123 name of 1 to 63 characters")
 
@@ -121,6 +133,8 @@ def node_script(request: JobRequest) -> str:
         f"grpo.init_from={WORKDIR}/sft",
         f"checkpoint.dir={WORKDIR}/checkpoints",
     ]
+    if request.checkpoint_mirror:  # a retried job (same pipeline run, same prefix) resumes
+        overrides += [f"checkpoint.mirror={request.checkpoint_mirror}", "checkpoint.resume=true"]
     argv = launch_command(
         "grpo", request.config, overrides, nproc_per_node=request.gpus_per_node, nnodes=request.nodes
     )

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -29,16 +30,19 @@ from PIL import Image
 from sayo.config import finite_numbers, flatten
 from sayo.models import resolve_model_path
 from sayo.registry.config import RegisterConfig
+from sayo.registry.wheel import build_wheel
 from sayo.tracking import StageRun, TrackingConfig, check_tracking, resolve_tracking_uri
 
 METRIC_TAG = "sayo.metric."
 BENCHMARK_ACCURACY = re.compile(r"^[^/]+/accuracy$")
 URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 SERVED = Path(__file__).with_name("served.py")  # the model file (models from code; no pickle)
-# what serving imports beyond sayo's own dependencies; pinned to the versions that registered it
-# (mlflow adds itself, pinned). A local version label (torch 2.13.0+cpu) is dropped: the same
-# release built for the serving machine's accelerator is the one to install there.
-SERVING_PACKAGES = ("sayo", "torch", "transformers", "tokenizers", "safetensors", "pillow", "pandas")
+# what serving imports besides sayo, pinned to the versions that registered it (mlflow adds itself,
+# pinned). A local version label (torch 2.13.0+cpu) is dropped: the same release built for the
+# serving machine's accelerator is the one to install there. sayo itself is on no index: it travels
+# with the model as a wheel (`sayo.registry.wheel`), named in requirements.txt by its path there.
+SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "pillow", "pandas")
+WHEEL_ARTIFACT = "sayo_wheel"  # the artifact holding the wheel (artifacts/<its file name> in the model)
 
 
 @dataclass
@@ -194,14 +198,16 @@ def _log_model(run_id: str, checkpoint: str, max_new_tokens: int) -> str:
     )
     output = pd.DataFrame({"answer": ["red"], "completion": ["<think>…</think><answer>red</answer>"]})
     signature = infer_signature(example, output, params={"max_new_tokens": max_new_tokens})
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory(prefix="sayo-wheel-") as tmp:
+        wheel = build_wheel(tmp)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(SERVED),
-            artifacts={"checkpoint": checkpoint},
+            artifacts={"checkpoint": checkpoint, WHEEL_ARTIFACT: str(wheel)},
             signature=signature,
             input_example=example,
-            pip_requirements=pinned_requirements(),
+            # MLflow runs `pip install -r requirements.txt` in the model directory: the path resolves
+            pip_requirements=[*pinned_requirements(), f"artifacts/{wheel.name}"],
             model_config={"max_new_tokens": max_new_tokens},
         )
     return str(info.model_uri)

@@ -33,12 +33,20 @@ starts without resume is refused: its checkpoints belong to an earlier run, and 
 this run's would make a later resume continue the wrong run. The upload is synchronous (training
 waits for it), so its time is part of the checkpoint's cost.
 
-Several ranks (`sayo.train.distributed`): every rank calls the save; rank 0 prepares the
-temporary directory and writes the files all ranks share (weights, processor, trainer state,
-config, marker) and renames it into place; each rank writes its own RNG state (`rng.pt` for rank
-0, `rng-rank<r>.pt` for the others) and its DeepSpeed shards; barriers order the steps. The
-weights are written inside `weights_context` (the engine's parameter gather under ZeRO-3), so
-a sharded model is saved whole.
+Several ranks (`sayo.train.distributed`): every rank calls the save; rank 0 writes the files all
+ranks share (weights, processor, trainer state, config); each rank writes its own RNG state
+(`rng.pt` for rank 0, `rng-rank<r>.pt` for the others) and its DeepSpeed shards; barriers order the
+steps. The directory's writer (`distributed.is_writer`) prepares the temporary directory, marks it
+and renames it into place: rank 0 when the ranks share the filesystem, else each node's local
+rank 0 on its own scratch (a multi-node Kubeflow job), whose copy then holds only its node's
+ranks' files. The weights are written inside `weights_context` (the engine's parameter gather
+under ZeRO-3), so a sharded model is saved whole.
+
+Mirrors of node-local checkpoints (`push_shards`, `pull_step`): every node's writer uploads its
+node's files, and rank 0 the marker once all have (a barrier), so the mirror holds every rank's
+shards under one marker. On resume every node's writer downloads the whole checkpoint of the
+newest complete mirrored step (rank 0's choice, shared by all ranks): a node's own copy holds only
+its ranks' files, and a node may have a newer local step whose upload never completed.
 """
 
 from __future__ import annotations
@@ -126,7 +134,7 @@ def save_checkpoint(
             save_config(config, tmp / "config.yaml")
 
     _write_atomically(target, fill)
-    if main:
+    if distributed.is_writer(stage_dir):
         _prune(Path(stage_dir), keep_last, keep=target)
     distributed.barrier()
     return target
@@ -217,10 +225,11 @@ def save_final(
 def _write_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
     """Build `target` in a hidden temp dir beside it, mark it COMPLETE, then rename it into place.
 
-    With several ranks, every rank runs `fill` into the same temp dir; rank 0 alone creates,
-    marks and renames it (a shared filesystem is assumed, as for DeepSpeed checkpoints).
+    With several ranks, every rank runs `fill` into the temp dir; its writer alone (rank 0 on a
+    shared filesystem, else each node's local rank 0: `distributed.is_writer`) creates, marks and
+    renames it.
     """
-    main = distributed.is_main()
+    main = distributed.is_writer(target.parent)
     tmp = target.parent / f".{target.name}.tmp"
     if main:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -391,12 +400,13 @@ def mirrored_steps(url: str, client: Any = None) -> list[int]:
     return sorted(steps)
 
 
-def push_checkpoint(path: Path, url: str, keep_last: int, client: Any = None) -> str:
+def push_checkpoint(path: Path, url: str, keep_last: int, client: Any = None, uploaded: bool = False) -> str:
     """Upload the complete checkpoint `path` to `<url>/<its name>/`, marker last; then prune `url`.
 
     A leftover of an earlier attempt at the same step is deleted first (marker first). Pruning keeps
     the newest `keep_last` complete checkpoints (0 = all) and drops incomplete ones older than
-    `path` (half-uploads of a killed attempt). Returns the checkpoint's URL.
+    `path` (half-uploads of a killed attempt). With `uploaded` (`push_shards`), every file but the
+    marker is already there: only the marker goes up, then the pruning. Returns the checkpoint's URL.
     """
     path = Path(path)
     if not (path / COMPLETE).is_file():
@@ -406,8 +416,11 @@ def push_checkpoint(path: Path, url: str, keep_last: int, client: Any = None) ->
         raise ValueError(f"{path.name!r} is not a step checkpoint (step-<n>)")
     client = client or storage.make_client()
     target = f"{url}/{path.name}"
-    storage.delete_prefix(target, client, first=[COMPLETE])
-    storage.upload_dir(path, target, client, last=[COMPLETE])
+    if uploaded:
+        storage.upload_file(path / COMPLETE, f"{target}/{COMPLETE}", client)
+    else:
+        storage.delete_prefix(target, client, first=[COMPLETE])
+        storage.upload_dir(path, target, client, last=[COMPLETE])
     step = int(match.group(1))
     complete = mirrored_steps(url, client)
     stale = set(complete[: max(len(complete) - keep_last, 0)]) if keep_last > 0 else set()
@@ -432,7 +445,14 @@ def pull_checkpoint(url: str, stage_dir: Path, client: Any = None) -> Path | Non
     local = _complete_steps(Path(stage_dir))
     if not steps or (local and local[-1][0] >= steps[-1]):
         return None
-    target = step_dir(stage_dir, steps[-1])
+    return pull_step(url, stage_dir, steps[-1], client)
+
+
+def pull_step(url: str, stage_dir: Path, step: int, client: Any = None) -> Path:
+    """Download the mirrored checkpoint of `step` into `<stage_dir>/step-<n>/`, replacing a local
+    copy (on node-local scratch, a node's own copy holds only its ranks' files); returns it."""
+    client = client or storage.make_client()
+    target = step_dir(stage_dir, step)
     tmp = target.parent / f".{target.name}.download"
     shutil.rmtree(tmp, ignore_errors=True)
     storage.download_dir(f"{url}/{target.name}", tmp, client)
@@ -441,4 +461,26 @@ def pull_checkpoint(url: str, stage_dir: Path, client: Any = None) -> Path | Non
         raise RuntimeError(f"{url}/{target.name} lost its {COMPLETE} marker during the download")
     shutil.rmtree(target, ignore_errors=True)  # an incomplete local copy of the same step
     os.replace(tmp, target)
+    return target
+
+
+def push_shards(path: Path, url: str, keep_last: int, client: Any = None) -> str:
+    """`push_checkpoint` of a checkpoint whose files lie on the ranks' own nodes: a collective.
+
+    Rank 0 clears a leftover of the same step (marker first); every node's writer uploads the
+    files of its copy but the marker; once all are up, rank 0 uploads the marker and prunes.
+    Returns the checkpoint's URL.
+    """
+    target = f"{url}/{Path(path).name}"
+    writer = distributed.is_writer(Path(path).parent)
+    if distributed.is_main():
+        client = client or storage.make_client()
+        storage.delete_prefix(target, client, first=[COMPLETE])
+    distributed.barrier()
+    if writer:
+        client = client or storage.make_client()
+        storage.upload_dir(path, target, client, skip=[COMPLETE])
+    distributed.barrier()  # every node's files are up
+    if distributed.is_main():
+        push_checkpoint(path, url, keep_last, client, uploaded=True)
     return target

@@ -8,12 +8,20 @@ divides by the token count of all ranks, as TRL does); DeepSpeed averages the gr
 for NaN/inf (so every rank stops together, never one rank alone in a collective) and logged by
 rank 0, which alone owns the MLflow run, the progress bar and the files every rank shares.
 Without a process group everything degenerates to one rank.
+
+Checkpoint directories are either one filesystem all ranks share (one machine, NFS) or each node's
+own scratch (a Kubeflow job's pod-local volume). `shares_directory` tells which, by a probe file;
+in the second case each node's local rank 0 is the `writer` of its node's copy, and only the
+checkpoint mirror holds the whole checkpoint (sayo/train/checkpoint.py, `push_shards`).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +41,46 @@ def world_size() -> int:
 
 def is_main() -> bool:
     return rank() == 0
+
+
+def local_rank() -> int:
+    """This process's index on its node (torchrun's `LOCAL_RANK`), 0 without a process group."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if _initialized() else 0
+
+
+_SHARED: dict[str, bool] = {}  # directory -> whether every rank sees it (asked once per directory)
+
+
+def shares_directory(path: str | Path) -> bool:
+    """Whether every rank sees the same directory at `path`: rank 0 drops a probe file there and
+    every rank looks for it. A collective the first time for a path (every rank must ask)."""
+    if world_size() == 1:
+        return True
+    key = str(path)
+    if key not in _SHARED:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        token = first_of_rank_0(uuid.uuid4().hex)
+        probe = Path(path) / f".shared-probe-{token}"
+        if is_main():
+            probe.write_text("")
+        barrier()
+        seen = gather_lists([probe.exists()])
+        barrier()
+        if is_main():
+            probe.unlink()
+        _SHARED[key] = all(seen)
+    return _SHARED[key]
+
+
+def is_writer(path: str | Path) -> bool:
+    """Whether this rank writes the files that one copy of the directory `path` gets once (the
+    COMPLETE marker, renames, pruning): rank 0 on a shared filesystem, else each node's local rank 0."""
+    return is_main() if shares_directory(path) else local_rank() == 0
+
+
+def first_of_rank_0(value: Any) -> Any:
+    """Rank 0's `value`, on every rank (e.g. the step every rank resumes from)."""
+    return gather_lists([value])[0] if world_size() > 1 else value
 
 
 def barrier() -> None:

@@ -16,9 +16,12 @@ from sayo.train.checkpoint import (
     load_checkpoint,
     mirrored_steps,
     pull_checkpoint,
+    pull_step,
     push_checkpoint,
+    push_shards,
     save_checkpoint,
     stage_mirror,
+    step_dir,
 )
 from sayo.train.config import OptimConfig, TrainRecipe
 from sayo.train.engine import Engine, build_engine
@@ -104,7 +107,8 @@ def save_training_checkpoint(
     policy: TrainablePolicy, stage_dir: Path, step: int, trainer_state: dict[str, Any], cfg: TrainRecipe
 ) -> Path:
     """Checkpoint weights, processor, engine state (optimizer/scheduler, sharded under ZeRO), RNG, position;
-    with `checkpoint.mirror`, rank 0 then uploads it there."""
+    with `checkpoint.mirror`, it is then uploaded there (by rank 0, or by every node whose own disk
+    holds its ranks' part: `push_shards`)."""
     engine = policy.engine
     path = save_checkpoint(
         stage_dir,
@@ -119,9 +123,44 @@ def save_training_checkpoint(
         engine_save=engine.save_state,
         weights_context=engine.generation_context,  # ZeRO-3: the whole weights, gathered
     )
-    if cfg.checkpoint.mirror and distributed.is_main():
-        push_checkpoint(path, stage_mirror(cfg.checkpoint.mirror, stage_dir), cfg.checkpoint.keep_last)
+    if cfg.checkpoint.mirror:
+        url = stage_mirror(cfg.checkpoint.mirror, stage_dir)
+        if not distributed.shares_directory(stage_dir):  # each node holds its ranks' files
+            push_shards(path, url, cfg.checkpoint.keep_last)
+        elif distributed.is_main():
+            push_checkpoint(path, url, cfg.checkpoint.keep_last)
     return path
+
+
+def _resume_point(stage_dir: Path, mirror: str | None) -> Path | None:
+    """The checkpoint every rank resumes from, downloaded from `mirror` where needed (or None).
+
+    One filesystem: rank 0 downloads the newest mirrored checkpoint if it is newer than the local
+    ones, then every rank takes the newest local one. Node-local scratch (several nodes): the
+    newest mirrored step, chosen by rank 0, downloaded by every node's writer (module docstring
+    of sayo/train/checkpoint.py); without a mirror no node holds a whole checkpoint.
+    """
+    if distributed.shares_directory(stage_dir):
+        if mirror and distributed.is_main():
+            pulled = pull_checkpoint(mirror, stage_dir)
+            if pulled is not None:
+                notice(f"downloaded checkpoint {pulled.name} from {mirror}")
+        distributed.barrier()
+        return latest_checkpoint(stage_dir)
+    if not mirror:
+        raise ValueError(
+            f"checkpoint.resume with checkpoint.dir {Path(stage_dir).parent} on each node's own disk: "
+            "no node holds a whole checkpoint; set checkpoint.mirror (s3://...) to resume several nodes"
+        )
+    held = mirrored_steps(mirror) if distributed.is_main() else []
+    step = distributed.first_of_rank_0(held[-1] if held else None)
+    if step is None:
+        return None
+    if distributed.is_writer(stage_dir):
+        pulled = pull_step(mirror, stage_dir, step)
+        notice(f"downloaded checkpoint {pulled.name} from {mirror}")
+    distributed.barrier()
+    return step_dir(stage_dir, step)
 
 
 def resume_training(
@@ -130,8 +169,8 @@ def resume_training(
     """With `checkpoint.resume`, restore the newest complete checkpoint; returns (trainer_state, its path).
 
     With `checkpoint.mirror`, the newest complete mirrored checkpoint is downloaded first when it is
-    newer than the local ones (rank 0, on the filesystem the ranks share); without resume, a mirror
-    that already holds checkpoints is refused (they are an earlier run's).
+    newer than the local ones (`_resume_point`); without resume, a mirror that already holds
+    checkpoints is refused (they are an earlier run's).
     """
     mirror = stage_mirror(cfg.checkpoint.mirror, stage_dir) if cfg.checkpoint.mirror else None
     if mirror and not cfg.checkpoint.resume:
@@ -142,13 +181,7 @@ def resume_training(
                 f"checkpoints (steps {held}) of an earlier run: continue it with checkpoint.resume=true "
                 "(--resume), or point checkpoint.mirror at an empty prefix"
             )
-    if mirror and cfg.checkpoint.resume:
-        if distributed.is_main():
-            pulled = pull_checkpoint(mirror, stage_dir)
-            if pulled is not None:
-                notice(f"downloaded checkpoint {pulled.name} from {mirror}")
-        distributed.barrier()
-    path = latest_checkpoint(stage_dir) if cfg.checkpoint.resume else None
+    path = _resume_point(stage_dir, mirror) if cfg.checkpoint.resume else None
     if path is None:
         return {"step": 0}, None
     engine = policy.engine
