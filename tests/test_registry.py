@@ -286,6 +286,29 @@ def test_the_wheel_is_the_code_that_registered(tmp_path: Path) -> None:
     assert build_wheel(tmp_path / "c", package).name != first.name
 
 
+def test_the_wheel_builds_from_an_editable_checkout_as_the_working_directory(tmp_path: Path) -> None:
+    """In the checkout, `sayo` is found through its `sayo.egg-info` (PKG-INFO, no METADATA file):
+    the wheel still carries the distribution's metadata with its own version."""
+    egg = tmp_path / "sayo.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text(
+        "Metadata-Version: 2.4\nName: sayo\nVersion: 0.1.0\nRequires-Dist: numpy\n\nlong text\n"
+    )
+    code = (
+        "import sys; from sayo.registry.wheel import build_wheel; "
+        f"print(build_wheel({str(tmp_path / 'out')!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheel = Path(done.stdout.strip().splitlines()[-1])
+    version = wheel.name.split("-")[1]
+    with zipfile.ZipFile(wheel) as archive:
+        meta = archive.read(f"sayo-{version}.dist-info/METADATA").decode()
+    assert f"Version: {version}" in meta and "Requires-Dist: numpy" in meta and "long text" in meta
+
+
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[None]:
     mlflow.set_tracking_uri(uri)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import zipfile
+from email.message import Message
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 DIST = "sayo"
 TAG = "py3-none-any"
@@ -51,12 +53,16 @@ def _record_hash(data: bytes) -> str:
 
 
 def _metadata_text(version: str) -> str:
-    """The installed distribution's METADATA with `Version` set to `version`."""
-    text = metadata.distribution(DIST).read_text("METADATA") or ""
-    lines = [f"Version: {version}" if line.startswith("Version:") else line for line in text.splitlines()]
-    if not any(line.startswith("Version:") for line in text.splitlines()):
-        raise RuntimeError(f"the installed {DIST} distribution's METADATA has no Version field")
-    return "\n".join(lines) + "\n"
+    """The installed distribution's core metadata with `Version` set to `version`.
+
+    Read as parsed metadata, not as a file: an editable checkout is found through its
+    `sayo.egg-info` (PKG-INFO, no METADATA file) when the working directory is the checkout.
+    """
+    message = cast(Message, metadata.metadata(DIST))  # [ours] email-style headers and the long description
+    if message.get("Version") is None:
+        raise RuntimeError(f"the installed {DIST} distribution's metadata has no Version field")
+    message.replace_header("Version", version)
+    return message.as_string()
 
 
 def build_wheel(out_dir: str | Path, package_dir: Path | None = None) -> Path:
