@@ -134,13 +134,16 @@ def _module_file(name: str) -> Path | None:
 
 
 def _module_level(tree: ast.AST) -> list[ast.AST]:
-    """The nodes of a module outside its functions (what importing it runs)."""
+    """The nodes of a module outside its functions and `if TYPE_CHECKING:` blocks (what importing
+    it runs; a lazy package's type-only imports run when a name is used, as the probe records)."""
     found: list[ast.AST] = []
     todo = [tree]
     while todo:
         node = todo.pop()
         found.append(node)
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            todo += node.orelse
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             todo += list(ast.iter_child_nodes(node))
     return found
 
