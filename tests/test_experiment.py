@@ -185,4 +185,6 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
     assert len(rows) == 3  # accuracy, lift and answer-step lift: Δ per warm start, spread, pooled, carried
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 3 + 2 + 3 and re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])
+        assert len(cells) == 3 + 2 + 3 and "nan" not in row
+        if cells[2] != "answer-step lift":  # at toy size a response may have no answer tag: "–"
+            assert re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])

@@ -508,12 +508,13 @@ def warm_start_lines(summaries: list[ArmSummary], run: AblationRun) -> list[str]
             if metric not in s.per_warm:
                 continue
             per = s.per_warm[metric]
-            spread = float(np.std([e.mean for e in per], ddof=1))
+            means = [e.mean for e in per if not math.isnan(e.mean)]
+            spread = f"{np.std(means, ddof=1):.3f}" if len(means) > 1 else "–"
             carried = carried_by_one(run, s.arm, s.split, metric, s.deltas[metric])
             lines.append(
                 f"| {s.split} | {run.config.label(s.arm)} | {label} | "
                 + " | ".join(e.text("{:+.3f}") for e in per)
-                + f" | {spread:.3f} | {s.deltas[metric].text('{:+.3f}')} | {carried or '–'} |"
+                + f" | {spread} | {s.deltas[metric].text('{:+.3f}')} | {carried or '–'} |"
             )
     signals = [
         f"{w.spec.name()} {w.signal.spread.get('region_attention', (math.nan, math.nan))[0]:.4f}"
