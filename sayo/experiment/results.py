@@ -1,4 +1,5 @@
-"""The ablation's results page and figures, generated from the runs (no number is typed by hand).
+"""The ablation's results page, generated from the runs (no number is typed by hand); its numbers come
+from `sayo.experiment.summary`, its figures from `sayo.experiment.figures`.
 
 Per arm and evaluation split: accuracy and the attention lift over uniform (the share of the
 selected tokens' visual attention on the region minus the region's area fraction), each the mean
@@ -13,187 +14,24 @@ intervals.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import platform
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from sayo.atomic import write_bytes, write_text
+from sayo.atomic import write_text
 from sayo.experiment.ablation import AblationRun
-from sayo.experiment.stats import Estimate, cell_table, hierarchical, hierarchical_paired, paired
-from sayo.tracking import resolve_tracking_uri
+from sayo.experiment.figures import write_figures
+from sayo.experiment.stats import Estimate, hierarchical_paired
+from sayo.experiment.summary import LOOKING, SPLITS, ArmSummary, carried_by_one, summarize, tables
 from sayo.train.diagnose import SignalReport
-from sayo.viz import heatmap_grid
 
-SPLITS = (("heldout", "held-out test split"), ("hard", "harder split"))
-METRICS = (("correct", "accuracy"), ("attention_lift", "attention lift"), ("length", "response length"))
-# where the answer looks, read at fixed steps rather than the selected tokens (sayo.looking)
-LOOKING = (
-    ("answer_lift", "lift at the answer step"),
-    ("peak_in_region", "steps peaking in the region"),
-    ("all_lift", "lift over all tokens"),
-)
 # The paper's reward ablation (Qwen3-VL-8B, average over its benchmarks; as secondary sources
 # summarise it, docs/method.md): base model 59.64.
 PAPER = {"sayo": 64.03, "accuracy_format": 60.92, "attention_format": 63.96, "all_tokens": 60.51}
-CURVES = (("reward/total_mean", "total reward"), ("attention/lift", "attention lift over uniform"))
-
-
-@dataclass
-class ArmSummary:
-    """One arm on one split: means with intervals, and paired differences from the baseline."""
-
-    arm: str
-    split: str
-    values: dict[str, Estimate]  # metric -> mean over warm starts × seeds × samples
-    deltas: dict[str, Estimate]  # metric -> paired difference from the baseline arm
-    per_warm: dict[str, list[Estimate]]  # metric -> the paired difference within each warm start
-
-
-def tables(run: AblationRun, arm: str, split: str, metric: str) -> list[np.ndarray]:
-    """One [seeds, samples] table per warm start of `arm` (`sft`: the warm start itself) on `split`."""
-    names = ["sft"] if arm == "sft" else [run.checkpoint_name(arm, s) for s in run.seeds]
-    return [cell_table(w.evaluation.records, names, split, metric) for w in run.warm_starts]
-
-
-def summarize(run: AblationRun) -> list[ArmSummary]:
-    """Every arm (and the SFT warm start, as `sft`) on every split."""
-    cfg = run.config
-    kw: dict[str, Any] = {"samples": cfg.bootstrap_samples, "confidence": cfg.confidence}
-    out = []
-    for split, _ in SPLITS:
-        for arm in ["sft", *cfg.arms]:
-            values, deltas, per_warm = {}, {}, {}
-            for metric, _ in (*METRICS, *LOOKING):
-                table = tables(run, arm, split, metric)
-                values[metric] = hierarchical(table, **kw)
-                if arm not in ("sft", cfg.baseline):
-                    base = tables(run, cfg.baseline_of(arm), split, metric)
-                    deltas[metric] = hierarchical_paired(table, base, **kw)
-                    per_warm[metric] = [paired(a, b, **kw) for a, b in zip(table, base, strict=True)]
-            out.append(ArmSummary(arm, split, values, deltas, per_warm))
-    return out
-
-
-def carried_by_one(run: AblationRun, arm: str, split: str, metric: str, pooled: Estimate) -> str | None:
-    """The warm start without which a pooled Δ that excludes 0 no longer does (None: none, or one
-    warm start only): the result then rests on that warm start."""
-    if len(run.warm_starts) < 2 or not pooled.excludes_zero:
-        return None
-    arm_t, base_t = tables(run, arm, split, metric), tables(run, run.config.baseline_of(arm), split, metric)
-    kw: dict[str, Any] = {"samples": run.config.bootstrap_samples, "confidence": run.config.confidence}
-    for drop, warm in enumerate(run.warm_starts):
-        keep = [i for i in range(len(arm_t)) if i != drop]
-        rest = hierarchical_paired([arm_t[i] for i in keep], [base_t[i] for i in keep], **kw)
-        if not rest.excludes_zero or (rest.mean > 0) != (pooled.mean > 0):
-            return warm.spec.name()
-    return None
-
-
-def reward_curves(run: AblationRun) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """`{arm: {metric: [(step, mean over seeds)]}}` from the GRPO runs' MLflow histories."""
-    if not run.recipe.tracking.enabled:
-        return {}
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(run.recipe.tracking))
-    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for arm in run.config.arms:
-        for key, _ in CURVES:
-            by_step: dict[int, list[float]] = {}
-            for r in run.runs:
-                if r.arm == arm and r.run_id:
-                    for m in client.get_metric_history(r.run_id, key):
-                        by_step.setdefault(int(m.step), []).append(float(m.value))
-            curves.setdefault(arm, {})[key] = [(s, float(np.mean(v))) for s, v in sorted(by_step.items())]
-    return curves
-
-
-def _png(figure: Figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return write_bytes(path, buffer.getvalue())
-
-
-def _bars(summaries: list[ArmSummary], run: AblationRun, metric: str, title: str, zero_line: bool) -> Figure:
-    figure = Figure(figsize=(9, 3.6))
-    axes = figure.subplots(1, len(SPLITS), sharey=True)
-    arms = ["sft", *run.config.arms]
-    labels = ["SFT"] + [run.config.label(a) for a in run.config.arms]
-    for ax, (split, split_title) in zip(np.atleast_1d(axes), SPLITS, strict=True):
-        found = {s.arm: s.values[metric] for s in summaries if s.split == split}
-        means = [found[a].mean for a in arms]
-        errors = [
-            [max(found[a].mean - found[a].low, 0) for a in arms],
-            [max(found[a].high - found[a].mean, 0) for a in arms],
-        ]
-        colours = ["#999999", "#4c72b0"] + ["#dd8452"] * (len(arms) - 2)
-        ax.barh(range(len(arms)), means, xerr=errors, color=colours, capsize=3)
-        ax.set_yticks(range(len(arms)), labels, fontsize=8)
-        ax.invert_yaxis()
-        if zero_line:
-            ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_title(split_title, fontsize=9)
-    figure.suptitle(f"{title} (mean over seeds × samples, {run.config.confidence:.0%} interval)", fontsize=10)
-    return figure
-
-
-def _curves(curves: dict[str, dict[str, list[tuple[int, float]]]], run: AblationRun) -> Figure:
-    figure = Figure(figsize=(9, 3.4))
-    axes = figure.subplots(1, len(CURVES))
-    for ax, (key, title) in zip(np.atleast_1d(axes), CURVES, strict=True):
-        for arm in run.config.arms:
-            points = curves.get(arm, {}).get(key, [])
-            if points:
-                ax.plot(
-                    [p[0] for p in points], [p[1] for p in points], label=run.config.label(arm), linewidth=1.2
-                )
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("GRPO step", fontsize=8)
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
-    if handles:
-        figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, bbox_to_anchor=(0.5, -0.12))
-    figure.suptitle("training curves (mean over seeds)", fontsize=10)
-    return figure
-
-
-def _gallery(run: AblationRun) -> Any:
-    """Rows: the same held-out samples; columns: the warm start, then each arm's first seed."""
-    names = ["sft"] + [run.checkpoint_name(a, run.seeds[0]) for a in run.config.arms]
-    titles = ["SFT"] + [run.config.label(a) for a in run.config.arms]
-    galleries = run.first.evaluation.galleries
-    ids = [item.sample_id for item in galleries.get("sft", [])][: run.config.gallery_samples]
-    tiles = []
-    for sample_id in ids:
-        for name, title in zip(names, titles, strict=True):
-            item = next((g for g in galleries.get(name, []) if g.sample_id == sample_id), None)
-            if item is not None:
-                tiles.append((item.image, item.heat, item.boxes, f"{title}: {item.caption}"))
-    return heatmap_grid(tiles, columns=len(names), tile_width=200) if tiles else None
-
-
-def write_figures(run: AblationRun, summaries: list[ArmSummary], folder: Path) -> dict[str, Path]:
-    """The results page's figures as PNGs in `folder`."""
-    figures = {
-        "accuracy": _png(_bars(summaries, run, "correct", "accuracy", False), folder / "accuracy.png"),
-        "lift": _png(
-            _bars(summaries, run, "attention_lift", "attention lift over uniform", True), folder / "lift.png"
-        ),
-        "curves": _png(_curves(reward_curves(run), run), folder / "curves.png"),
-    }
-    gallery = _gallery(run)
-    if gallery is not None:
-        buffer = io.BytesIO()
-        gallery.save(buffer, format="PNG")
-        figures["gallery"] = write_bytes(folder / "gallery.png", buffer.getvalue())
-    return figures
 
 
 def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[str]:
