@@ -121,7 +121,7 @@ def used(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out = {}
     for name in ("data", "sft", "grpo", "evaluate", "register"):  # each reads the one before's outs
         out[name] = _probe(cwd, name, stages[name]["cmd"], TINY)
-    for address in ("experiments/dvc.yaml:ablation-grpo@sayo-0", "experiments/dvc.yaml:ablation"):
+    for address in ("experiments/dvc.yaml:ablation-grpo@ws-d0-s0-sayo-0", "experiments/dvc.yaml:ablation"):
         out[address] = {**_probe(cwd, "ablation", stages[address]["cmd"], ["--help"]), "read": None}
     return out
 
@@ -131,7 +131,7 @@ def _code(path: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [*sorted(PIPELINE), "experiments/dvc.yaml:ablation-grpo@sayo-0",
+@pytest.mark.parametrize("stage", [*sorted(PIPELINE), "experiments/dvc.yaml:ablation-grpo@ws-d0-s0-sayo-0",
                                    "experiments/dvc.yaml:ablation"])  # fmt: skip
 def test_stage_deps_are_the_code_its_command_imports(stage: str, used: dict[str, dict[str, Any]]) -> None:
     """Every sayo module the command imported is a dep (its file or a folder above it), so an edit

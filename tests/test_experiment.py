@@ -139,18 +139,37 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
     assert "Does the warm start answer by looking?" in text and "linear probe" in text  # the reading check
 
 
-def test_the_dvc_matrix_runs_the_experiment_files_arms_and_seeds() -> None:
+def test_the_dvc_matrix_runs_the_experiment_files_warm_starts_arms_and_seeds() -> None:
     import yaml
 
     root = Path(__file__).resolve().parents[1]
     stages = yaml.safe_load((root / "experiments" / "dvc.yaml").read_text())["stages"]
-    cfg = load_ablation("ablation_tiny")
+    cfg = load_ablation("ablation_warm_starts")  # the shipped experiment: docs/results.md
     matrix = stages["ablation-grpo"]["matrix"]
+    assert matrix["warm"] == [w.name() for w in cfg.warm_starts]
     assert matrix["arm"] == list(cfg.arms) and matrix["seed"] == cfg.seeds
-    assert (
-        "outputs/ablation/full/runs/${item.arm}-s${item.seed}/grpo/final" in stages["ablation-grpo"]["outs"]
-    )
-    assert cfg.out_dir == "outputs/ablation" and cfg.results == "docs/results.md"
+    assert "--config ablation_warm_starts --warm ${item.warm}" in stages["ablation-grpo"]["cmd"]
+    out = f"{cfg.out_dir}/full/${{item.warm}}/runs/${{item.arm}}-s${{item.seed}}/grpo/final"
+    assert out in stages["ablation-grpo"]["outs"]
+    assert [f"{cfg.out_dir}/full/{w.name()}/runs" for w in cfg.warm_starts] == [
+        d for d in stages["ablation"]["deps"] if d.startswith(cfg.out_dir)
+    ]
+    assert cfg.results == "docs/results.md" and "docs/results.md" in str(stages["ablation"]["outs"])
+    assert load_ablation("ablation_tiny").results == "docs/results-one-warm-start.md"
+
+
+def test_a_warm_start_is_picked_by_name_or_index() -> None:
+    from sayo.experiment.ablation import pick_warm_start, warm_dir
+
+    cfg = load_ablation("ablation_warm_starts")
+    assert pick_warm_start(cfg, "ws-d1-s1") == 1 and pick_warm_start(cfg, "2") == 2
+    assert warm_dir(cfg, False, cfg.warm_starts[1]) == Path(cfg.out_dir) / "full" / "ws-d1-s1"
+    with pytest.raises(ValueError, match=r"'ws-d9-s9' is neither a name nor an index 0\.\.2"):
+        pick_warm_start(cfg, "ws-d9-s9")
+    with pytest.raises(ValueError, match="under --quick"):
+        pick_warm_start(cfg, "1", quick=True)  # --quick runs the first warm start only
+    with pytest.raises(ValueError, match="index"):
+        pick_warm_start(cfg, "-1")
 
 
 @pytest.mark.slow
@@ -188,3 +207,25 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
         assert len(cells) == 3 + 2 + 3 and "nan" not in row
         if cells[2] != "answer-step lift":  # at toy size a response may have no answer tag: "–"
             assert re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])
+
+
+def test_an_unknown_warm_start_is_a_clear_cli_error() -> None:
+    from typer.testing import CliRunner
+
+    from sayo.cli import app
+
+    done = CliRunner().invoke(
+        app, ["experiment", "ablation", "--warm", "ws-d9-s9", "--arm", "sayo", "--seed", "0"]
+    )
+    assert done.exit_code != 0 and "--warm" in done.output and "ws-d9-s9" in done.output
+
+
+def test_every_interval_the_readme_quotes_stands_on_a_generated_results_page() -> None:
+    """README's numbers are copied from pages `sayo experiment ablation` writes, never typed."""
+    root = Path(__file__).resolve().parents[1]
+    interval = re.compile(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
+    quoted = interval.findall((root / "README.md").read_text())
+    assert len(quoted) >= 5  # the ablation's summary
+    pages = " ".join(p.read_text() for p in sorted((root / "docs").glob("results*.md")))
+    missing = [q for q in quoted if q not in pages]
+    assert not missing, f"README quotes intervals no docs/results*.md page holds: {missing}"

@@ -1,7 +1,8 @@
 """`sayo experiment ablation`: the reward ablation of an experiment file, end to end, with its results page.
 
-`--arm A --seed S` runs one arm × seed only (the data and the SFT warm start made or reused first):
-the command of one item of the `ablation-grpo` matrix in experiments/dvc.yaml.
+`--arm A --seed S` runs one arm × seed only (the data and the SFT warm start made or reused first),
+from the warm start `--warm` names (its name, e.g. `ws-d1-s1`, or its index in `warm_starts`): the
+command of one item of the `ablation-grpo` matrix in experiments/dvc.yaml.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from sayo.experiment.ablation import run_ablation, run_one_arm
+from sayo.experiment.ablation import pick_warm_start, run_ablation, run_one_arm, warm_name
 from sayo.experiment.config import load_ablation
 from sayo.experiment.results import write_results
 
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--config", "-c", help="experiment file or shipped name (sayo/recipes/experiments/)"
             ),
-        ] = "ablation_tiny",
+        ] = "ablation_warm_starts",
         quick: Annotated[
             bool, typer.Option(help="every step at toy size (minutes): checks the wiring, not effects")
         ] = False,
@@ -43,14 +44,24 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="run only this arm's GRPO (with --seed): one dvc matrix item, no results page"),
         ] = None,
         seed: Annotated[int | None, typer.Option(help="the GRPO seed of --arm")] = None,
+        warm: Annotated[
+            str,
+            typer.Option(help="the warm start of --arm: its name (ws-d1-s1) or index in `warm_starts`"),
+        ] = "0",
     ) -> None:
         """SFT once, GRPO arms × seeds, evaluation on two splits; writes the results page and figures."""
         cfg = load_ablation(config)
         if (arm is None) != (seed is None):
             raise typer.BadParameter("--arm and --seed go together (one arm × seed)")
         if arm is not None and seed is not None:
-            done = run_one_arm(cfg, arm, seed, quick=quick, log=typer.echo)
-            typer.echo(f"{arm} seed {seed}: final checkpoint {done.checkpoint} (MLflow run {done.run_id})")
+            try:
+                index = pick_warm_start(cfg, warm, quick)
+            except ValueError as err:
+                raise typer.BadParameter(str(err), param_hint="--warm") from err
+            done = run_one_arm(cfg, arm, seed, quick=quick, log=typer.echo, warm=index)
+            typer.echo(
+                f"{arm} seed {seed} ({warm_name(cfg, index, quick)}): final checkpoint {done.checkpoint} (MLflow run {done.run_id})"
+            )
             return
         run = run_ablation(cfg, quick=quick, log=typer.echo)
         page = results or (run.out_dir / "results.md" if quick else Path(cfg.results))

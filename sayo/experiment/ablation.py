@@ -246,6 +246,25 @@ def evaluate_all(
     return evaluate(_nested(recipe, parent, "evaluate", evaluate=evaluation), specs, progress=False)
 
 
+def pick_warm_start(cfg: AblationConfig, warm: str, quick: bool = False) -> int:
+    """The index in the run's warm starts of `warm`: a warm start's name (`ws-d1-s1`) or its index."""
+    specs = warm_starts(cfg, quick)
+    names = [w.name() for w in specs]
+    if warm in names:
+        return names.index(warm)
+    if warm.lstrip("-").isdigit() and 0 <= int(warm) < len(specs):
+        return int(warm)
+    size = " under --quick" if quick else ""
+    raise ValueError(
+        f"warm start {warm!r} is neither a name nor an index 0..{len(specs) - 1} of {names}{size}"
+    )
+
+
+def warm_name(cfg: AblationConfig, index: int, quick: bool = False) -> str:
+    """The name of warm start number `index` of the run."""
+    return warm_starts(cfg, quick)[index].name()
+
+
 def run_one_arm(
     cfg: AblationConfig, arm: str, seed: int, quick: bool = False, log: Log = print, warm: int = 0
 ) -> ArmRun:
