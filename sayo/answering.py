@@ -54,6 +54,8 @@ class Answers:
     attention_reward: Tensor | None = None
     heatmaps: list[np.ndarray] | None = None
     looking: Looking | None = None  # measures that read fixed steps, not the selection (`sayo.looking`)
+    completion_ids: Tensor | None = None  # [B·n, T] the generated tokens (−1 after each one's end)
+    selected: Tensor | None = None  # [B·n, T] bool: the tokens the attention measure averaged (with capture)
 
 
 @dataclass
@@ -107,6 +109,7 @@ def answer_batch(
         correct=accuracy_reward(texts, *references, options.tolerance),  # [B·n]
         formatted=format_reward(texts),  # [B·n]
         lengths=mask.sum(dim=1).cpu(),  # [B·n]
+        completion_ids=ids.masked_fill(mask == 0, -1).cpu(),
     )
     if capture is not None:
         steps = answer_steps(tokenizer, ids.cpu(), mask.cpu())  # [B·n] first answer token (−1: none)
@@ -146,6 +149,7 @@ def _attention(
     answers.region_attention = measures.share.cpu()  # [B·n]
     answers.attention_lift = measures.lift.cpu()  # [B·n]
     answers.attention_reward = measures.reward.cpu()  # [B·n]
+    answers.selected = selected.bool().cpu()  # [B·n, T]
     assert scores.attention is not None and scores.image_keys is not None and scores.region_keys is not None
     answers.looking = looking_measures(
         scores.region_share.cpu(),  # type: ignore[union-attr]

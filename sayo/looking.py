@@ -12,7 +12,9 @@ reverse. These measures read fixed places instead (docs/method.md, "Where the an
 - `peak_in_region`: the share of response steps whose single most-attended image token lies in the
   region (robust to a diffuse attention that a mean would average away);
 - `position_lift`: the lift averaged within `bins` equal slices of each response (a per-position
-  curve: early vs late looking).
+  curve: early vs late looking);
+- `token_lift`: every response token's own lift (what the others average; per-token analyses such
+  as benchmarks/selection.py read it).
 
 All are per rollout, from the tensors the scoring forward already has; a response without an answer
 tag has no `answer_lift` (NaN).
@@ -37,6 +39,7 @@ class Looking:
     all_lift: Tensor  # [B]
     peak_in_region: Tensor  # [B]
     position_lift: Tensor  # [B, bins]
+    token_lift: Tensor  # [B, T] (NaN: padding)
 
 
 def answer_steps(tokenizer: Any, ids: Tensor, mask: Tensor) -> Tensor:
@@ -98,7 +101,8 @@ def looking_measures(
     answer_lift = torch.where(
         has_answer & valid[rows, answer_step.clamp(0, share.shape[1] - 1)], at_answer, nan
     )
-    return Looking(answer_lift, all_lift, peak_in_region, _by_position(lift, valid, bins))
+    token_lift = lift.masked_fill(~valid, float("nan"))
+    return Looking(answer_lift, all_lift, peak_in_region, _by_position(lift, valid, bins), token_lift)
 
 
 def _by_position(lift: Tensor, valid: Tensor, bins: int) -> Tensor:

@@ -44,3 +44,30 @@ def test_grpo_gpu_benchmark_smoke_runs_on_cpu(tmp_path):
     assert "tiny shape" in out and "ZeRO-2" in out
     for line in ("step time", "rollouts/s", "update MFU", "peak GPU memory"):
         assert line in out, out
+
+
+def test_selection_token_roles(tiny):
+    """benchmarks/selection.py: each token's role in a search-task response, read from its spans."""
+    from selection import _spans, token_roles
+
+    _, processor = tiny
+    tokenizer = processor.tokenizer
+    text = "<think> orange green, red blue.</think><answer> blue</answer>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    decoded, spans = _spans(tokenizer, ids)
+    roles, first = token_roles(decoded, spans, "red")
+    words = [decoded[a:b].strip() for a, b in spans]
+    by_word = dict(zip(words, roles, strict=True))
+    assert by_word["orange"] == by_word["green"] == "other step"  # the look-alike's step
+    assert by_word["red"] == "target step" and not first  # the asked object, named second
+    assert roles[words.index("blue", words.index("<answer>"))] == "answer"
+    assert roles[words.index("blue")] == "target step"  # the reasoning's "blue": read off the target
+    assert by_word["<think>"] == by_word["</answer>"] == by_word[","] == "format"
+    direct = "<think> red blue.</think><answer> blue</answer>"
+    decoded, spans = _spans(tokenizer, tokenizer(direct, add_special_tokens=False)["input_ids"])
+    assert token_roles(decoded, spans, "red")[1]  # names the asked object first
+    decoded, spans = _spans(
+        tokenizer, tokenizer("<answer> blue</answer>", add_special_tokens=False)["input_ids"]
+    )
+    roles, first = token_roles(decoded, spans, "red")
+    assert not first and "answer" in roles and "target step" not in roles  # no reasoning at all

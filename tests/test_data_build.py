@@ -246,3 +246,22 @@ def test_10k_synthetic_samples_through_the_parallel_path(tmp_path: Path) -> None
 )
 def test_histogram_bins(values: list[float], counts: list[int]) -> None:
     assert histogram(values, [0, 1, 2]) == {"edges": [0, 1, 2], "counts": counts}
+
+
+def test_build_keeps_what_the_generator_decides(tmp_path: Path) -> None:
+    """`sayo data build` (the synthetic importer) writes every field `generate_sample` decides,
+    a misreading demonstration's answer included."""
+    synthetic = SyntheticConfig(
+        num_samples=24, tasks={"search": 1.0}, image_size=(224, 224), num_distractors=8, object_tokens=1,
+        search_question="below", search_path=1, search_path_target=True, search_detour="lookalike",
+        search_misread_rate=1.0,
+    )  # fmt: skip
+    build(_config(tmp_path, SourceConfig(type="synthetic"), synthetic=synthetic), progress=False)
+    rows = {row["id"]: row for row in _manifest(tmp_path)}
+    schedule = task_schedule(synthetic)
+    assert any("demonstrated_answer" in row for row in rows.values())
+    for index, task in enumerate(schedule):
+        sample, _ = generate_sample(task, index, synthetic)
+        row = rows[sample.id]
+        for key in ("question", "answer", "reasoning", "direct_reasoning", "demonstrated_answer"):
+            assert row.get(key) == getattr(sample, key), (sample.id, key)

@@ -110,9 +110,10 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
 
     data = tmp_path / "data"
     build_tiny_dataset(data, 40)
-    _grpo(tmp_path, data, "straight", "grpo.max_steps=3")
-    _grpo(tmp_path, data, "resumed", "grpo.max_steps=2")
-    _grpo(tmp_path, data, "resumed", "grpo.max_steps=3", "checkpoint.resume=true")
+    curve = ("grpo.eval_every=2", "grpo.eval_samples=5")  # 5 samples: 2 per rank, one left out
+    _grpo(tmp_path, data, "straight", "grpo.max_steps=3", *curve)
+    _grpo(tmp_path, data, "resumed", "grpo.max_steps=2", *curve)
+    _grpo(tmp_path, data, "resumed", "grpo.max_steps=3", "checkpoint.resume=true", *curve)
 
     step2 = tmp_path / "straight" / "grpo" / "step-00000002"
     names = {p.name for p in step2.iterdir()}
@@ -137,6 +138,9 @@ def test_two_ranks_train_resume_and_log_once(tmp_path):
     assert len(runs) == 1  # rank 0's run only
     history = client.get_metric_history(runs[0].info.run_id, "reward/total_mean")
     assert sorted(m.step for m in history) == [1, 2, 3]
+    curve = client.get_metric_history(runs[0].info.run_id, "eval/accuracy")
+    assert sorted(m.step for m in curve) == [0, 2, 3]  # the warm start, every 2 steps, the last
+    assert all(m.value * 4 == round(m.value * 4) for m in curve)  # the mean of 2 + 2 answers
 
 
 def test_each_rank_gets_its_own_gpu_and_only_rank_0_tracks(monkeypatch):

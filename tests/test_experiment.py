@@ -4,7 +4,9 @@ table cell and figure produced; the direction of the effects is the full run's b
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +139,20 @@ def test_quick_ablation_produces_every_cell_and_figure(tmp_path: Path) -> None:
     assert "## Reading this run" in text and "The region term at the warm start" in text
     assert "| scheme |" in text  # each term's share of the advantages under each scheme
     assert "Does the warm start answer by looking?" in text and "linear probe" in text  # the reading check
+    # benchmarks/selection.py reads the same checkpoints: where the selected tokens fall, by role
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from selection import ROLES, markdown, measure
+
+    spec, groups = measure(cfg, "0", ["accuracy_format", "sayo"], samples=6, batch=4, quick=True)
+    assert spec == cfg.warm_starts[0] and list(groups) == ["SFT warm start", cfg.label("accuracy_format"),
+                                                           cfg.label("sayo")]  # fmt: skip
+    assert [len(g) for g in groups.values()] == [1, len(cfg.quick_seeds), len(cfg.quick_seeds)]
+    for summary in (s for g in groups.values() for s in g):
+        assert 0.0 <= summary["accuracy"] <= 1.0 and 0.0 <= summary["names asked first"] <= 1.0
+        assert sum(summary[f"tokens in {r}"] for r in ROLES) == pytest.approx(1.0)
+        shares = [summary[f"selected in {r}"] for r in ROLES]
+        assert not any(math.isnan(s) for s in shares) and sum(shares) == pytest.approx(1.0)
+    assert "| (b) SAYO |" in markdown(groups, "# selection")
 
 
 def test_the_dvc_matrix_runs_the_experiment_files_warm_starts_arms_and_seeds() -> None:
@@ -185,7 +201,12 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
         warm_starts=[WarmStart(data_seed=0, sft_seed=0), WarmStart(data_seed=5, sft_seed=1)],
         quick_warm_starts=2,
         out_dir=str(tmp_path / "ablation"),
-        overrides=[*cfg.overrides, f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"],
+        overrides=[
+            *cfg.overrides,
+            f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}",
+            "grpo.eval_every=1",  # the accuracy curve: steps 0, 1, 2
+            "grpo.eval_samples=4",
+        ],
     )
     run = run_ablation(cfg, quick=True, log=lambda _: None)
     assert [w.spec.name() for w in run.warm_starts] == ["ws-d0-s0", "ws-d5-s1"]
@@ -207,6 +228,16 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
         assert len(cells) == 3 + 2 + 3 and "nan" not in row
         if cells[2] != "answer-step lift":  # at toy size a response may have no answer tag: "–"
             assert re.match(r"[+-]\d", cells[3]) and re.match(r"\d", cells[5])
+    # the accuracy curves, read back from MLflow: a row per arm, a verdict per compared number
+    assert "## Accuracy over GRPO steps" in text and "results/accuracy_curves.png" in text
+    assert (tmp_path / "results" / "accuracy_curves.png").stat().st_size > 5000
+    row = next(
+        line for line in text.splitlines() if line.startswith("| (b) SAYO | ") and line.count("|") == 10
+    )
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all(re.match(r"\d\.\d{3} \[", c) for c in cells[1:4]), row  # start, final, area
+    assert re.match(r"[+-]\d", cells[-1]) and re.match(r"[+-]\d", cells[-2])  # Δ final, Δ area
+    assert "| (b) SAYO learns faster (area) than (a) accuracy + format |" in text
 
 
 def test_an_unknown_warm_start_is_a_clear_cli_error() -> None:
@@ -229,3 +260,49 @@ def test_every_interval_the_readme_quotes_stands_on_a_generated_results_page() -
     pages = " ".join(p.read_text() for p in sorted((root / "docs").glob("results*.md")))
     missing = [q for q in quoted if q not in pages]
     assert not missing, f"README quotes intervals no docs/results*.md page holds: {missing}"
+
+
+def test_curve_area_by_hand() -> None:
+    from sayo.experiment.curves import area, reduce
+
+    assert area([(0, 0.0), (10, 1.0), (20, 1.0)]) == pytest.approx(0.75)  # (0.5·10 + 1·10) / 20
+    assert area([(0, 0.0), (10, 1.0)]) == pytest.approx(0.5)
+    assert area([(5, 0.4)]) == 0.4 and math.isnan(area([]))
+    numbers = reduce([(0, 0.2), (10, 0.6)], {"flat": [0.5, 0.1], "share/region_attention": []})
+    assert numbers["start"] == 0.2 and numbers["final"] == 0.6 and numbers["area"] == pytest.approx(0.4)
+    assert numbers["flat"] == pytest.approx(0.3) and math.isnan(numbers["share/region_attention"])
+
+
+def test_curve_differences_are_paired_by_seed_within_warm_starts() -> None:
+    """(b) ends 0.1 above (a) on every seed of both warm starts, though the seeds themselves vary a
+    lot: the paired Δ is exactly 0.1, and its verdict says so."""
+    from types import SimpleNamespace
+
+    from sayo.experiment.curves import CurveData, curve_lines, curve_summaries
+    from sayo.experiment.results import _verdict
+
+    cfg = load_ablation("ablation_tiny")
+    cfg = dataclasses.replace(cfg, arms={k: cfg.arms[k] for k in ("accuracy_format", "sayo")})
+    rng = np.random.default_rng(0)
+
+    def seed_numbers(final: float, shift: float) -> dict[str, float]:
+        return {"start": 0.1, "final": final + shift, "area": final / 2 + shift, "flat": 0.3,
+                "share/region_attention": 0.2, "share_flat/region_attention": 0.9}  # fmt: skip
+
+    numbers = []
+    for _ in range(2):  # warm starts
+        finals = rng.uniform(0.2, 0.8, size=3)  # the seeds' own spread
+        numbers.append({"accuracy_format": [seed_numbers(f, 0.0) for f in finals],
+                        "sayo": [seed_numbers(f, 0.1) for f in finals]})  # fmt: skip
+    run = SimpleNamespace(config=cfg, seeds=[0, 1, 2], warm_starts=[None, None])
+    data = CurveData(numbers, {"sayo": [(0, 0.1), (2, 0.5)]})
+    summary = curve_summaries(run, data)  # type: ignore[arg-type]
+    delta = summary["sayo"]["final"][1]
+    assert delta is not None and (delta.mean, delta.low, delta.high) == pytest.approx((0.1, 0.1, 0.1))
+    assert summary["accuracy_format"]["final"][1] is None  # the baseline has no Δ
+    assert summary["sayo"]["final"][0].high > summary["sayo"]["final"][0].low  # the values themselves vary
+    lines = "\n".join(curve_lines(run, data, _verdict))  # type: ignore[arg-type]
+    assert (
+        "| (b) SAYO ends more accurate than (a) accuracy + format | +0.100 [+0.100, +0.100] | holds |"
+        in lines
+    )

@@ -40,11 +40,14 @@ def test_measures_by_hand() -> None:
     # peaks: key 0, key 1, key 0, key 0 (a tie resolves to the first key) → 3 of 4 steps in the region
     assert look.peak_in_region[0].item() == pytest.approx(0.75)
     assert look.position_lift[0].tolist() == pytest.approx([0.15, 0.075])  # first half, second half
+    assert look.token_lift[0].tolist() == pytest.approx([0.45, -0.15, 0.15, 0.0])  # each step's own
     # row 1: two valid steps (shares 0.1, 0.9), no answer tag
     assert look.all_lift[1].item() == pytest.approx(((0.1 - 0.25) + (0.9 - 0.25)) / 2)
     assert math.isnan(look.answer_lift[1].item())
     assert look.peak_in_region[1].item() == pytest.approx(0.5)
     assert look.position_lift[1].tolist() == pytest.approx([-0.15, 0.65])
+    assert look.token_lift[1, :2].tolist() == pytest.approx([-0.15, 0.65])
+    assert look.token_lift[1, 2:].isnan().all()  # padding
 
 
 def test_padding_and_missing_image_keys_are_ignored() -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sayo.loss import advantage_parts, combined_advantages, group_advantages, policy_loss
+from sayo.loss import advantage_parts, combined_advantages, flat_group_metrics, group_advantages, policy_loss
 
 # ---------------------------------------------------------------- group_advantages
 
@@ -288,3 +288,24 @@ def test_the_recipe_offers_the_loss_choices() -> None:
 
     assert config.LOSS_TYPES == loss.LOSS_TYPES
     assert config.ADVANTAGE_SCALES == loss.ADVANTAGE_SCALES
+
+
+def test_flat_group_metrics_by_hand() -> None:
+    """Two groups of 2: the first ties on accuracy (only attention ranks it), the second does not."""
+    components = {
+        "accuracy": torch.tensor([1.0, 1.0, 1.0, 0.0]),
+        "region_attention": torch.tensor([0.2, 0.6, 0.3, 0.3]),
+    }
+    weights = {"accuracy": 1.0, "region_attention": 0.5}
+    out = flat_group_metrics(components, weights, 2, "none")
+    # centred parts (scale none, the total's scheme): accuracy 0, 0, +0.5, −0.5; attention 0.5·(∓0.2), 0, 0
+    assert out["groups/accuracy_flat"] == 0.5
+    assert out["advantage_share/accuracy"] == pytest.approx(1.0 / 1.2)
+    assert out["advantage_share/region_attention"] == pytest.approx(0.2 / 1.2)
+    assert out["advantage_share_flat/region_attention"] == pytest.approx(1.0)
+    assert out["advantage_share_flat/accuracy"] == 0.0
+    # no flat group: no flat shares; no accuracy term: nothing
+    spread = {**components, "accuracy": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+    out = flat_group_metrics(spread, weights, 2, "group", per_component=True)
+    assert out["groups/accuracy_flat"] == 0.0 and not any(k.startswith("advantage_share_flat") for k in out)
+    assert flat_group_metrics({"format": torch.ones(4)}, {"format": 1.0}, 2) == {}

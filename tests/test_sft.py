@@ -235,6 +235,17 @@ def test_attention_term_is_minus_log_of_the_answer_tokens_region_share(tmp_path,
     assert q_proj.grad is not None and float(q_proj.grad.abs().max()) > 0
     model.zero_grad(set_to_none=True)
 
+    # a misreading demonstration (it states the look-alike's colour) gets no attention term: its
+    # target is taught as written, but where it looks is not pulled onto the region
+    misread = [s.model_copy(update={"demonstrated_answer": "brown"}) if i in (1, 4) else s
+               for i, s in enumerate(samples)]  # fmt: skip
+    targets = [sft_target(s, True) for s in misread]
+    assert targets[1].endswith("<answer> brown</answer>") and targets[0] == sft_target(samples[0], True)
+    ids, mask = encode_completions(processor.tokenizer, targets)
+    _, kept = answer_attention_share(model, processor, prompts, ids, mask, misread, images, targets, weighted)
+    assert kept is not None and kept.shape == (4,)
+    torch.testing.assert_close(kept.detach(), share.detach()[[0, 2, 3, 5]], rtol=1e-5, atol=1e-7)
+
 
 def test_attention_loss_must_not_be_negative(tmp_path, search_dataset) -> None:
     with pytest.raises(ValueError, match=r"sft\.attention_loss"):

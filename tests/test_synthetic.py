@@ -505,6 +505,58 @@ def test_search_detour_lookalike_visits_the_targets_lookalike_first() -> None:
     assert 30 <= detours <= 54  # about 0.7 of 60
 
 
+MISREAD = {"object_tokens": 1, "image_size": (224, 224), "search_path": 1, "search_path_target": True,
+           "search_detour": "lookalike", "search_detour_rate": 0.7, "search_question": "below"}  # fmt: skip
+
+
+def test_search_misread_demonstrations_name_the_lookalikes_colour() -> None:
+    """A misreading demonstration states the look-alike tile's second colour as the target's, in
+    its reasoning and its answer; the reference answer stays right and the pictures are unchanged."""
+    from sayo.data.synthetic.search import LOOKALIKE
+    from sayo.train.sft import sft_target
+
+    config = _search_config(**MISREAD, search_misread_rate=1.0, search_misread_colours=["red", "blue"])
+    plain = _search_config(**MISREAD)
+    misread = 0
+    for index in range(80):
+        sample, image = generate_sample("search", index, config)
+        same, same_image = generate_sample("search", index, plain)
+        assert image.tobytes() == same_image.tobytes() and sample.answer == same.answer
+        target = sample.question.removeprefix("What colour is below ").removesuffix("?")
+        if sample.demonstrated_answer is None:
+            assert sample.reasoning == same.reasoning and same.demonstrated_answer is None
+            continue
+        misread += 1
+        assert target in ("red", "blue") and sample.demonstrated_answer != sample.answer
+        assert sample.reasoning.endswith(f"{target} {sample.demonstrated_answer}")
+        assert sample.direct_reasoning == f"{target} {sample.demonstrated_answer}"
+        steps = same.reasoning.split(", ")
+        if len(steps) == 2:  # the path visited the look-alike: its step names the colour misread
+            assert steps[0] == f"{LOOKALIKE[target]} {sample.demonstrated_answer}"
+        assert sft_target(sample, reasoning=True).endswith(f"<answer> {sample.demonstrated_answer}</answer>")
+    asked = [generate_sample("search", i, plain)[0].question for i in range(80)]
+    prone = sum(q.endswith(("red?", "blue?")) for q in asked)
+    assert 0 < misread <= prone and misread >= prone * 0.6  # unless a look-alike tile has the same colour
+    # a rate of 0.5 over every colour: about half
+    half = _search_config(**MISREAD, search_misread_rate=0.5)
+    count = sum(generate_sample("search", i, half)[0].demonstrated_answer is not None for i in range(120))
+    assert 35 <= count <= 85
+
+
+def test_search_target_colours_restrict_the_question() -> None:
+    config = _search_config(**MISREAD, search_target_colours=["green", "pink"])
+    asked = {generate_sample("search", i, config)[0].question for i in range(30)}
+    assert asked == {"What colour is below green?", "What colour is below pink?"}
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_target_colours .*teal"):
+        SyntheticConfig(search_target_colours=["teal"])
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_misread_colours "):
+        SyntheticConfig(search_misread_colours="red")
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_misread_rate .*below"):
+        SyntheticConfig(search_misread_rate=0.5)  # question "shape": nothing to misread
+    with pytest.raises(ValueError, match=r"SyntheticConfig\.search_misread_rate "):
+        SyntheticConfig(search_misread_rate=1.5, search_question="below")
+
+
 def test_token_layout_aligns_objects_to_visual_tokens() -> None:
     config = _search_config(object_tokens=2, image_size=(448, 448))
     for index in range(10):

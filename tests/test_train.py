@@ -163,6 +163,8 @@ def test_grpo_run_lands_in_a_real_mlflow_server(tmp_path, tiny_dataset, mlflow_s
         "tracking.experiment=test-train",
         "grpo.probe_every=2",
         "grpo.probe_samples=2",
+        "grpo.eval_every=1",
+        "grpo.eval_samples=3",
     )
     result = train_grpo(cfg)
     client = MlflowClient(mlflow_server)
@@ -172,8 +174,21 @@ def test_grpo_run_lands_in_a_real_mlflow_server(tmp_path, tiny_dataset, mlflow_s
     assert run.data.tags["sayo.stage"] == "grpo"
     history = client.get_metric_history(result.run_id, "reward/total_mean")
     assert [m.step for m in history] == [1, 2]
-    for key in ("reward/region_attention", "kl", "clip_fraction", "entropy_mean", "tokens_per_s"):
-        assert key in run.data.metrics, key
+    for key in (
+        "reward/region_attention",
+        "kl",
+        "clip_fraction",
+        "entropy_mean",
+        "tokens_per_s",
+        "groups/accuracy_flat",
+        "advantage_share/accuracy",
+        "advantage_share/region_attention",
+    ):
+        assert key in run.data.metrics, key  # fmt: skip
+    curve = client.get_metric_history(result.run_id, "eval/accuracy")  # the warm start, then each step
+    assert [m.step for m in curve] == [0, 1, 2] and all(0.0 <= m.value <= 1.0 for m in curve)
+    assert all(m.value in (0.0, 1 / 3, 2 / 3, 1.0) for m in curve)  # a share of the 3 eval samples
+    assert "eval/format" in run.data.metrics and run.data.metrics["eval/length"] > 0
     probes = [a.path for a in client.list_artifacts(result.run_id, "probes")]
     assert any(p.endswith(".png") for p in probes) and any(p.endswith(".json") for p in probes)
 

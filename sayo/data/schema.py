@@ -79,6 +79,11 @@ class Sample(BaseModel):
     direct_reasoning: str | None = Field(
         default=None, description="`reasoning` without its detours (sft.direct_steps); None: `reasoning`"
     )
+    demonstrated_answer: str | None = Field(
+        default=None,
+        description="the answer an SFT target states when it is not `answer` (a demonstration that "
+        "misreads, e.g. `search_misread_rate`); None: `answer`. Rewards and evaluation use `answer`",
+    )
 
     @field_validator("question", "answer")
     @classmethod
@@ -108,7 +113,7 @@ class Sample(BaseModel):
         """Leave the reasoning fields out while unset, so a manifest without them reads as it did
         before they existed (byte for byte)."""
         data = handler(self)
-        for key in ("reasoning", "direct_reasoning"):
+        for key in ("reasoning", "direct_reasoning", "demonstrated_answer"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

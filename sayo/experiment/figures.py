@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from sayo.atomic import write_bytes
 from sayo.experiment.ablation import AblationRun
+from sayo.experiment.curves import CurveData
 from sayo.experiment.summary import SPLITS, ArmSummary
 from sayo.tracking import resolve_tracking_uri
 from sayo.viz import heatmap_grid
@@ -100,8 +101,26 @@ def _gallery(run: AblationRun) -> Any:
     return heatmap_grid(tiles, columns=len(names), tile_width=200) if tiles else None
 
 
-def write_figures(run: AblationRun, summaries: list[ArmSummary], folder: Path) -> dict[str, Path]:
-    """The results page's figures as PNGs in `folder`."""
+def _accuracy_curves(data: CurveData, run: AblationRun) -> Figure:
+    figure = Figure(figsize=(6, 3.6))
+    ax = figure.subplots()
+    for arm in run.config.arms:
+        points = data.curves.get(arm, [])
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
+                    label=run.config.label(arm), linewidth=1.2)  # fmt: skip
+    ax.set_xlabel("GRPO step", fontsize=8)
+    ax.set_ylabel("greedy accuracy (eval split)", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="lower right")
+    figure.suptitle("accuracy over GRPO steps (mean over warm starts × seeds)", fontsize=10)
+    return figure
+
+
+def write_figures(
+    run: AblationRun, summaries: list[ArmSummary], folder: Path, curves: CurveData | None = None
+) -> dict[str, Path]:
+    """The results page's figures as PNGs in `folder` (with `curves`, the accuracy curves too)."""
     figures = {
         "accuracy": _png(_bars(summaries, run, "correct", "accuracy", False), folder / "accuracy.png"),
         "lift": _png(
@@ -109,6 +128,8 @@ def write_figures(run: AblationRun, summaries: list[ArmSummary], folder: Path) -
         ),
         "curves": _png(_curves(reward_curves(run), run), folder / "curves.png"),
     }
+    if curves is not None:
+        figures["accuracy_curves"] = _png(_accuracy_curves(curves, run), folder / "accuracy_curves.png")
     gallery = _gallery(run)
     if gallery is not None:
         buffer = io.BytesIO()

@@ -24,6 +24,7 @@ import numpy as np
 
 from sayo.atomic import write_text
 from sayo.experiment.ablation import AblationRun
+from sayo.experiment.curves import CurveData, curve_lines, read_curves
 from sayo.experiment.figures import write_figures
 from sayo.experiment.stats import Estimate, hierarchical_paired
 from sayo.experiment.summary import LOOKING, SPLITS, ArmSummary, carried_by_one, summarize, tables
@@ -244,9 +245,13 @@ def advantage_table(signal: SignalReport) -> list[str]:
 
 
 def results_markdown(
-    run: AblationRun, summaries: list[ArmSummary], figures: dict[str, Path], page: Path
+    run: AblationRun,
+    summaries: list[ArmSummary],
+    figures: dict[str, Path],
+    page: Path,
+    curves: CurveData | None = None,
 ) -> str:
-    """The results page."""
+    """The results page (with `curves`, its accuracy-over-steps section)."""
     cfg, signal = run.config, run.first.signal
     rel = {k: os.path.relpath(v, page.parent) for k, v in figures.items()}
     n_held = "/".join(str(t.shape[1]) for t in tables(run, "sft", "heldout", "correct"))
@@ -315,6 +320,8 @@ def results_markdown(
         ]
     lines += warm_start_lines(summaries, run)
     lines += ["## The paper's findings here", "", *findings(summaries, run), ""]
+    if curves is not None:
+        lines += curve_lines(run, curves, _verdict)
     lines += ["## Reading this run", "", *reading(summaries, run), ""]
     if cfg.discussion.strip():
         lines += ["## Why (the miniature's design and its limits)", "", cfg.discussion.strip(), ""]
@@ -377,6 +384,6 @@ def reading_lines(signal: SignalReport) -> list[str]:
 
 def write_results(run: AblationRun, page: Path) -> Path:
     """Figures next to `page` (in `<page stem>/`) and the page itself."""
-    summaries = summarize(run)
-    figures = write_figures(run, summaries, page.parent / page.stem)
-    return write_text(page, results_markdown(run, summaries, figures, page))
+    summaries, curves = summarize(run), read_curves(run)
+    figures = write_figures(run, summaries, page.parent / page.stem, curves)
+    return write_text(page, results_markdown(run, summaries, figures, page, curves))

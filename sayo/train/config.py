@@ -111,6 +111,10 @@ class GRPOConfig:
     log_every: int = 1  # steps between MLflow metric logs
     probe_every: int = 25  # steps between heatmap/completion artifacts of the fixed probe set (0 = never)
     probe_samples: int = 4  # probe samples (the first of the eval split)
+    # accuracy curve: greedy answers to the first eval_samples of the eval split at step 0, every
+    # eval_every steps and at the last step, logged as eval/accuracy, eval/format, eval/length
+    eval_every: int = 0  # steps between greedy evaluations during GRPO (0 = never)
+    eval_samples: int = 64  # eval-split samples per evaluation (split evenly over the ranks)
     optim: OptimConfig = field(  # AdamW and schedule
         default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, schedule="constant")
     )
@@ -143,6 +147,8 @@ class GRPOConfig:
             "must be >= 0",
         )
         check(self.temperature > 0, "grpo.temperature", self.temperature, "must be > 0")
+        check(self.eval_every >= 0, "grpo.eval_every", self.eval_every, "must be >= 0 (0 = never)")
+        check(self.eval_samples >= 1, "grpo.eval_samples", self.eval_samples, "must be >= 1")
         check(0 < self.top_p <= 1, "grpo.top_p", self.top_p, "must be in (0, 1]")
 
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from sayo.attention_capture import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
-from sayo.loss import combined_advantages, group_advantages
+from sayo.loss import combined_advantages, flat_group_metrics, group_advantages
 from sayo.runtime import check_finite, seed_everything
 from sayo.tracking import StageRun
 from sayo.train import distributed
@@ -48,7 +48,7 @@ from sayo.train.policy import (
     resume_training,
     save_training_checkpoint,
 )
-from sayo.train.probes import log_probes
+from sayo.train.probes import eval_metrics, log_probes
 from sayo.train.sampler import EpochSampler
 
 
@@ -131,6 +131,12 @@ def grpo_step(
     rewards = compute_rewards(scored, cfg.rewards)
     advantages = rank_advantages(rewards, cfg.rewards.weights, grpo)  # [B]
     metrics = step_metrics(scored, rewards, advantages, grpo.group_size)
+    metrics.update(
+        flat_group_metrics(
+            rewards.components, cfg.rewards.weights, grpo.group_size, grpo.advantage_scale,
+            grpo.advantage_std_floor, grpo.advantage_per_component,
+        )  # this rank's groups (`batch` scaling: with this rank's std); averaged over ranks below
+    )  # fmt: skip
     metrics.update(update(policy.engine, scored, advantages, grpo))
     elapsed = time.perf_counter() - began
     tokens = sum(int(c.sampled.mask.sum()) for c in scored)
@@ -152,6 +158,7 @@ class _Session:
     policy: TrainablePolicy
     data: GroundedDataset
     probes: GroundedDataset | None
+    evalset: GroundedDataset | None  # the accuracy curve's samples (`grpo.eval_every`)
     sampler: EpochSampler
     capture: AttentionCapture | None
     reference: Callable[[], Any] | None
@@ -179,10 +186,14 @@ def _setup(cfg: TrainRecipe) -> _Session:
     probes = None
     if grpo.probe_every:
         probes = GroundedDataset.load(cfg.data.path, cfg.data.eval_split, grpo.probe_samples)
+    evalset = None
+    if grpo.eval_every:
+        evalset = GroundedDataset.load(cfg.data.path, cfg.data.eval_split, grpo.eval_samples)
     return _Session(
         policy,
         data,
         probes,
+        evalset,
         EpochSampler(len(data), cfg.seed),
         capture,
         reference,
@@ -228,6 +239,8 @@ def _loop(
         total=grpo.max_steps,
         disable=not distributed.is_main(),
     )
+    if session.evalset is not None and start == 0:  # where the curve starts: the warm start
+        run.log_metrics(eval_metrics(session.policy, session.evalset, cfg), step=0)
     for step in bar:
         metrics, ids = grpo_step(
             session.policy, session.data, session.sampler, cfg, session.capture, session.reference
@@ -241,6 +254,8 @@ def _loop(
         probe_now = grpo.probe_every and (step % grpo.probe_every == 0 or step == grpo.max_steps)
         if probe_now and session.probes is not None and session.capture is not None:
             log_probes(run, session.policy, session.probes, session.capture, cfg, step)
+        if session.evalset is not None and (step % grpo.eval_every == 0 or step == grpo.max_steps):
+            run.log_metrics(eval_metrics(session.policy, session.evalset, cfg), step=step)
         if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
             trainer_state = {"step": step, "sampler": session.sampler.state_dict(), "metrics": metrics,
                              "tracking": run.resume_state(step)}  # fmt: skip

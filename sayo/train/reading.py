@@ -137,7 +137,10 @@ def reading_check(
     batch_size: int = 16,
 ) -> ReadingReport | None:
     """The three measurements on the samples that have a region and an answer (None if < 4 do)."""
-    kept = [(s, img) for s, img in zip(samples, images, strict=True) if s.regions and s.answer]
+    kept = [
+        (s, img) for s, img in zip(samples, images, strict=True)
+        if s.regions and s.answer and s.demonstrated_answer is None  # not a misreading demonstration
+    ]  # fmt: skip
     if len(kept) < 4:
         return None
     tokenizer = processor.tokenizer

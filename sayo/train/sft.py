@@ -50,12 +50,19 @@ def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     taught for the first `sft.direct_steps` steps) when it has one. Other samples: "I look at the
     <label>." The task is the data's business: this stage knows none (docs/architecture.md, "Layers").
     """
+    answer = demonstrated(sample)
     if sample.reasoning is not None:
         said = sample.direct_reasoning if direct and sample.direct_reasoning is not None else sample.reasoning
-        return formatted_answer(f" {sample.answer}", f" {said}." if reasoning and said else "")
+        return formatted_answer(f" {answer}", f" {said}." if reasoning and said else "")
     label = sample.regions[0].label if sample.regions else ""
     thought = f"I look at the {label}." if reasoning and label else ""
-    return formatted_answer(sample.answer, thought)
+    return formatted_answer(answer, thought)
+
+
+def demonstrated(sample: Sample) -> str:
+    """The answer a sample's SFT target states: `demonstrated_answer` (a misreading demonstration,
+    docs/method.md "Accuracy over GRPO steps") when set, else `answer`."""
+    return sample.answer if sample.demonstrated_answer is None else sample.demonstrated_answer
 
 
 def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
@@ -176,11 +183,12 @@ def answer_attention_share(
     )
     if scores.region is None or scores.region_share is None:
         return scores.logps, None
-    starts = read_positions(processor.tokenizer, targets, [s.answer for s in samples])
+    starts = read_positions(processor.tokenizer, targets, [demonstrated(s) for s in samples])
     shift = 1 if attention.query == "own" else 0  # `own`: the token before is the one that predicts it
     picked = [
         (i, start - shift) for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
         if start is not None and start >= shift and sample.regions and bool(scores.region.n_region[i] > 0)
+        and sample.demonstrated_answer is None  # a misreading demonstration does not read the region
     ]  # fmt: skip
     if not picked:
         return scores.logps, None

@@ -40,6 +40,7 @@ def draw_chunk(config: SyntheticConfig, start: int, tasks: list[str]) -> list[Dr
             "category": task,
             "reasoning": draft.reasoning,
             "direct_reasoning": draft.direct_reasoning,
+            "demonstrated_answer": draft.demonstrated_answer,
         }
         out.append((fields, encode_png(image)))
     return out

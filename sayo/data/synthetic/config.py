@@ -42,6 +42,8 @@ DIFFICULTIES: dict[str, DifficultyParams] = {
 
 
 SEARCH_DETOURS = ("random", "lookalike")
+# the `search` task's object colours (its palette, `sayo.data.synthetic.search.SEARCH_PALETTE`)
+SEARCH_COLOUR_NAMES = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "cyan", "brown")
 
 
 def _default_tasks() -> dict[str, float]:
@@ -65,6 +67,11 @@ class SyntheticConfig:
     search_path_target: bool = False  # `search`: the path ends with the target and its answer
     search_detour: str = "random"  # `search`: which objects the path visits: random, or lookalike first
     search_detour_rate: float | None = None  # `search`: None: 0..search_path visits; p: each made w.p. p
+    # `search` with question "below": the share of samples whose SFT demonstration misreads, naming
+    # the look-alike tile's second colour as the target's (reasoning and answer; `answer` stays right)
+    search_misread_rate: float = 0.0
+    search_misread_colours: list[str] = field(default_factory=list)  # asked colours that misread ([] = all)
+    search_target_colours: list[str] = field(default_factory=list)  # `search`: asked colours ([] = all)
 
     def __post_init__(self) -> None:
         _check_int("num_samples", self.num_samples, 1, None)
@@ -83,6 +90,16 @@ class SyntheticConfig:
         if self.search_detour not in SEARCH_DETOURS:
             _fail("search_detour", self.search_detour, f"must be one of {list(SEARCH_DETOURS)}")
         _check_optional_number("search_detour_rate", self.search_detour_rate, 0.0, 1.0)
+        _check_optional_number("search_misread_rate", self.search_misread_rate, 0.0, 1.0)
+        if self.search_misread_rate is None:
+            _fail("search_misread_rate", None, "must be a number in [0, 1]")
+        if self.search_misread_rate > 0 and self.search_question != "below":
+            _fail("search_misread_rate", self.search_misread_rate, "needs search_question: below")
+        for name in ("search_misread_colours", "search_target_colours"):
+            colours = getattr(self, name)
+            if not isinstance(colours, (list, tuple)) or any(c not in SEARCH_COLOUR_NAMES for c in colours):
+                _fail(name, colours, f"must be a list of colours from {list(SEARCH_COLOUR_NAMES)}")
+            setattr(self, name, list(colours))
         _check_optional_number("object_scale", self.object_scale, 0.1, 1.0)
 
     @property

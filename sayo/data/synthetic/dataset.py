@@ -70,6 +70,7 @@ def generate_sample(task: str, index: int, config: SyntheticConfig) -> tuple[Sam
         category=task,
         reasoning=draft.reasoning,
         direct_reasoning=draft.direct_reasoning,
+        demonstrated_answer=draft.demonstrated_answer,
     )
     return sample, image
 

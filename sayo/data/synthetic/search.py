@@ -29,7 +29,7 @@ from PIL import Image
 
 from sayo.data.schema import AnswerType, Region
 from sayo.data.synthetic.canvas import RGB, Canvas, Draft, background, jitter
-from sayo.data.synthetic.config import SyntheticConfig
+from sayo.data.synthetic.config import SEARCH_COLOUR_NAMES, SyntheticConfig
 from sayo.data.synthetic.shapes import KINDS, Shape, draw_shape, layout
 
 # Nine well-separated colours, one per object (up to 8 distractors); each is one token of the
@@ -46,6 +46,7 @@ SEARCH_PALETTE: dict[str, RGB] = {
     "brown": (130, 80, 40),
 }
 SEARCH_COLOURS: tuple[str, ...] = tuple(SEARCH_PALETTE)
+assert SEARCH_COLOURS == SEARCH_COLOUR_NAMES  # the names the config checks against
 # Each colour's look-alike, the next one round the hue circle (brown: a dark orange): the object a
 # `search_detour: lookalike` path visits before the target.
 LOOKALIKE: dict[str, str] = {
@@ -81,6 +82,7 @@ def search_scene(
     question: str = "shape",
     detour_rate: float | None = None,
     detour: str = "random",
+    target_colours: tuple[str, ...] | list[str] = (),
 ) -> SearchScene:
     """Target first, then distractors, every (first) colour distinct; attributes drawn independently.
 
@@ -88,10 +90,16 @@ def search_scene(
     uniform over the other palette colours (it may be another object's first colour). The path
     visits a number of distractors uniform over 0..`max_path`, or with `detour_rate` p each of
     the `max_path` visits is made with probability p; random ones, or with `detour: lookalike`
-    the target's look-alike first when it is in the picture.
+    the target's look-alike first when it is in the picture. With `target_colours`, the target's
+    colour is the first of the drawn order that is one of them (no extra draw: without it the scene
+    is the same).
     """
     count = num_distractors + 1
-    colours = rng.permutation(len(SEARCH_COLOURS))[:count]
+    order = rng.permutation(len(SEARCH_COLOURS))
+    if target_colours:
+        pick = next(i for i, c in enumerate(order) if SEARCH_COLOURS[int(c)] in target_colours)
+        order[[0, pick]] = order[[pick, 0]]
+    colours = order[:count]
     kinds = rng.integers(0, len(KINDS), size=count)
     digits = rng.integers(0, 10, size=count)
     pairs = None
@@ -190,7 +198,7 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
     """A "What shape is <colour>?" question about one of `num_distractors + 1` distinct-colour objects."""
     scene = search_scene(
         rng, config.num_distractors, config.search_path, config.search_question,
-        config.search_detour_rate, config.search_detour,
+        config.search_detour_rate, config.search_detour, config.search_target_colours,
     )  # fmt: skip
     if config.object_tokens:
         shapes = token_layout(scene.shapes, config.image_size, config.object_tokens, rng)
@@ -207,7 +215,37 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
         question = f"What shape is {colour}?"
     region = Region(bbox=box, label=label)
     direct = direct_label(label, question)
+    said = misread(scene, config, rng)
+    if said is not None:  # the demonstration names the look-alike's second colour as the target's
+        right = f"{colour} {scene.attribute(0)}"
+        label, direct = (_replace_last(text, right, f"{colour} {said}") for text in (label, direct))
     draft = Draft(
-        question, scene.attribute(0), AnswerType.EXACT, [region], reasoning=label, direct_reasoning=direct
-    )
+        question, scene.attribute(0), AnswerType.EXACT, [region], reasoning=label, direct_reasoning=direct,
+        demonstrated_answer=said,
+    )  # fmt: skip
     return draft, image
+
+
+def misread(scene: SearchScene, config: SyntheticConfig, rng: np.random.Generator) -> str | None:
+    """The colour a misreading demonstration names (the look-alike tile's second colour), or None.
+
+    A sample can misread when the question is "below", its asked colour is one of
+    `search_misread_colours` (all when empty), its look-alike is in the picture with another second
+    colour than the target's, and then does with probability `search_misread_rate`; the draw comes
+    after the picture's, so the images are those of rate 0.
+    """
+    if config.search_misread_rate <= 0 or scene.pairs is None:
+        return None
+    draw = rng.random()  # drawn for every sample of a misreading dataset: one draw each, same order
+    target = scene.shapes[0].colour
+    if config.search_misread_colours and target not in config.search_misread_colours:
+        return None
+    lookalike = next((i for i, s in enumerate(scene.shapes) if s.colour == LOOKALIKE[target]), None)
+    if lookalike is None or scene.pairs[lookalike] == scene.pairs[0] or draw >= config.search_misread_rate:
+        return None
+    return scene.pairs[lookalike]
+
+
+def _replace_last(text: str, old: str, new: str) -> str:
+    head, found, tail = text.rpartition(old)
+    return head + new + tail if found else text
