@@ -306,3 +306,24 @@ def test_curve_differences_are_paired_by_seed_within_warm_starts() -> None:
         "| (b) SAYO ends more accurate than (a) accuracy + format | +0.100 [+0.100, +0.100] | holds |"
         in lines
     )
+
+
+def test_the_accuracy_experiment_misreads_where_it_says() -> None:
+    """ablation_accuracy: every arm's recipe resolves with the misreading data and the accuracy
+    curve; its harder split asks the misread colours only."""
+    from sayo.experiment.ablation import _arm_overrides, arm_recipe, base_recipe, warm_dir
+    from sayo.recipe import load_recipe
+
+    cfg = load_ablation("ablation_accuracy")
+    assert len(cfg.warm_starts) >= 3 and len(cfg.seeds) >= 3 and cfg.results == "docs/results-accuracy.md"
+    warm = cfg.warm_starts[1]
+    out = warm_dir(cfg, False, warm)
+    recipe = base_recipe(cfg, False, out, warm)
+    synthetic = recipe.data.synthetic
+    assert synthetic.seed == 1 and synthetic.search_misread_rate == 0.85
+    assert synthetic.search_misread_colours == ["red", "green", "blue", "yellow"]
+    for arm in cfg.arms:
+        run = arm_recipe(cfg, _arm_overrides(cfg, False, warm, out / "data"), arm, 2, out / "sft", out)
+        assert run.grpo.eval_every == 10 and run.seed == 2 and run.data.synthetic.search_misread_rate == 0.85
+    hard = load_recipe(cfg.recipe, [*cfg.overrides, *cfg.hard])
+    assert hard.data.synthetic.search_target_colours == synthetic.search_misread_colours
