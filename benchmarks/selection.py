@@ -44,6 +44,7 @@ from sayo.answering import AnswerOptions, answer_batch
 from sayo.atomic import write_text
 from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
+from sayo.data.synthetic.search import names_asked_first
 from sayo.evaluate.benchmarks import load_benchmark
 from sayo.evaluate.config import BenchmarkConfig
 from sayo.experiment.ablation import base_recipe, pick_warm_start, warm_dir, warm_starts
@@ -72,8 +73,8 @@ def asked_object(sample: Sample) -> str:
     return sample.question.rstrip("?").split(" ")[-1]
 
 
-def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> tuple[list[str], bool]:
-    """Each token's role (module docstring) and whether the reasoning names `asked` first."""
+def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> list[str]:
+    """Each token's role (module docstring)."""
     think = (text.find("<think>"), text.find("</think>"))
     answer = (text.find("<answer>"), text.find("</answer>"))
     steps: list[tuple[int, int, bool]] = []  # char span of each reasoning step, names `asked`?
@@ -83,7 +84,6 @@ def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> tuple[li
             words = part.strip(" .").split(" ")
             steps.append((start, start + len(part), bool(words) and words[0] == asked))
             start += len(part) + 1
-    first = bool(steps) and steps[0][2]
     roles = []
     for begin, end in spans:
         piece = text[begin:end]
@@ -96,7 +96,7 @@ def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> tuple[li
             roles.append("target step" if step is not None and step[2] else "other step")
         else:
             roles.append("format")  # outside the template
-    return roles, first
+    return roles
 
 
 @dataclass
@@ -159,11 +159,12 @@ def measure_checkpoint(
         for row, sample in enumerate(chunk):
             ids = [int(i) for i in answers.completion_ids[row] if i >= 0]
             text, spans = _spans(processor.tokenizer, ids)
-            roles, first = token_roles(text, spans, asked_object(sample))
+            roles = token_roles(text, spans, asked_object(sample))
+            first = names_asked_first(sample.question, text)
             stats.correct.append(float(answers.correct[row]))
             stats.selected_lift.append(float(answers.attention_lift[row]))
             stats.answer_lift.append(float(answers.looking.answer_lift[row]))
-            stats.names_first.append(float(first))
+            stats.names_first.append(math.nan if first is None else float(first))
             for t, role in enumerate(roles):
                 lift = float(answers.looking.token_lift[row, t])
                 if math.isnan(lift):

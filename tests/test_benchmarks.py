@@ -55,19 +55,16 @@ def test_selection_token_roles(tiny):
     text = "<think> orange green, red blue.</think><answer> blue</answer>"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     decoded, spans = _spans(tokenizer, ids)
-    roles, first = token_roles(decoded, spans, "red")
+    roles = token_roles(decoded, spans, "red")
     words = [decoded[a:b].strip() for a, b in spans]
     by_word = dict(zip(words, roles, strict=True))
     assert by_word["orange"] == by_word["green"] == "other step"  # the look-alike's step
-    assert by_word["red"] == "target step" and not first  # the asked object, named second
+    assert by_word["red"] == "target step"  # the asked object's step, second
     assert roles[words.index("blue", words.index("<answer>"))] == "answer"
     assert roles[words.index("blue")] == "target step"  # the reasoning's "blue": read off the target
     assert by_word["<think>"] == by_word["</answer>"] == by_word[","] == "format"
-    direct = "<think> red blue.</think><answer> blue</answer>"
-    decoded, spans = _spans(tokenizer, tokenizer(direct, add_special_tokens=False)["input_ids"])
-    assert token_roles(decoded, spans, "red")[1]  # names the asked object first
     decoded, spans = _spans(
         tokenizer, tokenizer("<answer> blue</answer>", add_special_tokens=False)["input_ids"]
     )
-    roles, first = token_roles(decoded, spans, "red")
-    assert not first and "answer" in roles and "target step" not in roles  # no reasoning at all
+    roles = token_roles(decoded, spans, "red")
+    assert "answer" in roles and "target step" not in roles  # no reasoning at all

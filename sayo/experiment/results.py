@@ -27,7 +27,15 @@ from sayo.experiment.ablation import AblationRun
 from sayo.experiment.curves import CurveData, curve_lines, read_curves
 from sayo.experiment.figures import write_figures
 from sayo.experiment.stats import Estimate, hierarchical_paired
-from sayo.experiment.summary import LOOKING, SPLITS, ArmSummary, carried_by_one, summarize, tables
+from sayo.experiment.summary import (
+    LOOKING,
+    SPLITS,
+    TASK_LOOKING,
+    ArmSummary,
+    carried_by_one,
+    summarize,
+    tables,
+)
 from sayo.train.diagnose import SignalReport
 
 # The paper's reward ablation (Qwen3-VL-8B, average over its benchmarks; as secondary sources
@@ -56,14 +64,15 @@ def _table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[st
 
 
 def _looking_table(summaries: list[ArmSummary], run: AblationRun, split: str) -> list[str]:
-    """The looking measures per arm, with Δ from the baseline (paired)."""
-    head = " | ".join(f"{title} | Δ vs baseline" for _, title in LOOKING)
-    rows = [f"| arm | {head} |", "| --- |" + " --- | --- |" * len(LOOKING)]
+    """The looking measures per arm, with Δ from the baseline (paired); the task-level check last."""
+    measures = (*LOOKING, *TASK_LOOKING)
+    head = " | ".join(f"{title} | Δ vs baseline" for _, title in measures)
+    rows = [f"| arm | {head} |", "| --- |" + " --- | --- |" * len(measures)]
     for s in (s for s in summaries if s.split == split):
         label = "SFT warm start" if s.arm == "sft" else run.config.label(s.arm)
         cells = [
             f"{s.values[m].text('{:+.3f}')} | {s.deltas[m].text('{:+.3f}') if m in s.deltas else '–'}"
-            for m, _ in LOOKING
+            for m, _ in measures
         ]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
@@ -119,6 +128,14 @@ def findings(summaries: list[ArmSummary], run: AblationRun) -> list[str]:
             "(sayo.looking)",
             "sayo",
             delta("sayo", "answer_lift"),
+            True,
+        ),
+        (
+            "SAYO's reward changes how the search starts: the reasoning names the asked object first "
+            "(a task-level check, search task)",
+            "(the behaviour the reward targets here)",
+            "sayo",
+            delta("sayo", "names_asked_first"),
             True,
         ),
         (
@@ -313,7 +330,8 @@ def results_markdown(
         lines += [f"## {title[0].upper() + title[1:]}", "", *_table(summaries, run, split), ""]
         lines += [
             'Where the answer looks (docs/method.md, "Where the answer looks": read at fixed steps, not '
-            "the selected tokens):",
+            "the selected tokens; the last column is a task-level check of the search task, read off "
+            "the answer's text):",
             "",
             *_looking_table(summaries, run, split),
             "",
@@ -349,6 +367,7 @@ def warm_start_lines(summaries: list[ArmSummary], run: AblationRun) -> list[str]
             ("correct", "accuracy"),
             ("attention_lift", "lift"),
             ("answer_lift", "answer-step lift"),
+            ("names_asked_first", "names asked first (search task)"),
         ):
             if metric not in s.per_warm:
                 continue

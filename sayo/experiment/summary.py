@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from sayo.data.synthetic.search import names_asked_first
 from sayo.experiment.ablation import AblationRun
 from sayo.experiment.stats import Estimate, cell_table, hierarchical, hierarchical_paired, paired
 
@@ -24,6 +25,19 @@ LOOKING = (
     ("peak_in_region", "steps peaking in the region"),
     ("all_lift", "lift over all tokens"),
 )
+# a task-level behaviour read off the answer's text, not a generic measure: the synthetic `search`
+# task's answers whose reasoning names the asked object first (NaN for other tasks)
+TASK_LOOKING = (("names_asked_first", "names the asked object first (search task)"),)
+
+
+def _names_asked_first(record: dict[str, Any]) -> float | None:
+    if record.get("category") != "search":
+        return None
+    named = names_asked_first(str(record.get("question", "")), str(record.get("completion", "")))
+    return None if named is None else float(named)
+
+
+DERIVED = {"names_asked_first": _names_asked_first}  # metric -> its value from one answer's record
 
 
 @dataclass
@@ -40,7 +54,14 @@ class ArmSummary:
 def tables(run: AblationRun, arm: str, split: str, metric: str) -> list[np.ndarray]:
     """One [seeds, samples] table per warm start of `arm` (`sft`: the warm start itself) on `split`."""
     names = ["sft"] if arm == "sft" else [run.checkpoint_name(arm, s) for s in run.seeds]
-    return [cell_table(w.evaluation.records, names, split, metric) for w in run.warm_starts]
+    derive = DERIVED.get(metric)
+    out = []
+    for w in run.warm_starts:
+        records = w.evaluation.records
+        if derive is not None:
+            records = {n: [{**r, metric: derive(r)} for r in records[n]] for n in names}
+        out.append(cell_table(records, names, split, metric))
+    return out
 
 
 def summarize(run: AblationRun) -> list[ArmSummary]:
@@ -51,7 +72,7 @@ def summarize(run: AblationRun) -> list[ArmSummary]:
     for split, _ in SPLITS:
         for arm in ["sft", *cfg.arms]:
             values, deltas, per_warm = {}, {}, {}
-            for metric, _ in (*METRICS, *LOOKING):
+            for metric, _ in (*METRICS, *LOOKING, *TASK_LOOKING):
                 table = tables(run, arm, split, metric)
                 values[metric] = hierarchical(table, **kw)
                 if arm not in ("sft", cfg.baseline):

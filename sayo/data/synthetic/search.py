@@ -139,6 +139,20 @@ def direct_label(label: str, question: str) -> str:
     return next((step for step in label.split(", ") if step.split(" ")[0] == asked), "")
 
 
+def names_asked_first(question: str, completion: str) -> bool | None:
+    """Whether a response's reasoning (between the think tags) first names the object the question
+    asks about (its last word, as `direct_label` reads it): the search task's looking behaviour,
+    read off the text. None when the response has no reasoning to read."""
+    start, end = completion.find("<think>"), completion.find("</think>")
+    if start < 0 or end < start:
+        return None
+    steps = completion[start + len("<think>") : end].strip(" .").split(",")
+    words = steps[0].split()
+    if not words:
+        return None
+    return words[0] == question.rstrip("?").split(" ")[-1]
+
+
 TOKEN_PX = 28  # side of one visual token of Qwen2.5-VL (14 px patches, 2×2 merge)
 
 
