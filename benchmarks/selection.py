@@ -11,14 +11,16 @@ the region's area fraction; `sayo.looking`).
 Token roles. Generic (any grounded dataset): `format` (the template's tags and separators),
 `answer` (between the answer tags), `reasoning` (between the think tags). Task-specific (the
 synthetic `search` task, whose reasoning is a path of steps "<colour> <attribute>" and whose
-question names the asked object's colour last): a reasoning token is `target step` when its step
-names the asked object, else `other step`; and an answer "names the asked object first" when the
-first step of its reasoning is the asked object's.
+question names the asked object's colour last): a reasoning token belongs to the `target` step
+when its step names the asked object, else to an `other` step, and within its step it is the
+`name` (the colour word) or the `attribute` (the word read off that object); an answer "names the
+asked object first" when the first step of its reasoning is the asked object's.
 
 Per checkpoint group (the warm start; each arm, its seeds pooled; mean over seeds with the seeds'
 range): accuracy, the selected tokens' lift (the paper's measure), the lift at the answer step,
 the share of answers naming the asked object first, and for each role the share of the selected
-tokens that fall in it, its tokens' mean lift, and their share of all response tokens.
+tokens that fall in it, the mean lift of its selected tokens and of all its tokens, and its share
+of all response tokens. The selected lift is the selected shares times the selected lifts, summed.
 
     python benchmarks/selection.py --config ablation_warm_starts --warm ws-d0-s0 \\
         --arms accuracy_format sayo --samples 128       # writes benchmarks/results/selection.md
@@ -52,7 +54,7 @@ from sayo.experiment.config import AblationConfig, WarmStart, load_ablation
 from sayo.models import load_policy
 from sayo.runtime import resolve_device, seed_everything
 
-ROLES = ("format", "answer", "target step", "other step")  # reasoning = target step + other step
+ROLES = ("format", "answer", "target name", "target attribute", "other name", "other attribute")
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
@@ -93,7 +95,9 @@ def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> list[str
             roles.append("answer")
         elif think[0] >= 0 and begin >= think[0] and (think[1] < 0 or end <= think[1]):
             step = next((s for s in steps if s[0] <= begin < s[1] or s[0] < end <= s[1]), None)
-            roles.append("target step" if step is not None and step[2] else "other step")
+            which = "target" if step is not None and step[2] else "other"
+            named = step is not None and not text[step[0] : begin].strip(" .")  # nothing before it: the name
+            roles.append(f"{which} {'name' if named else 'attribute'}")
         else:
             roles.append("format")  # outside the template
     return roles
@@ -110,6 +114,7 @@ class CheckpointStats:
     selected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
     lift_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ROLES, 0.0))
+    selected_lift_sum: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ROLES, 0.0))
 
     def summary(self) -> dict[str, float]:
         nan = float("nan")
@@ -128,6 +133,8 @@ class CheckpointStats:
         for role in ROLES:
             out[f"selected in {role}"] = self.selected[role] / chosen if chosen else nan
             out[f"lift of {role}"] = self.lift_sum[role] / self.tokens[role] if self.tokens[role] else nan
+            picked = self.selected[role]
+            out[f"selected lift of {role}"] = self.selected_lift_sum[role] / picked if picked else nan
             out[f"tokens in {role}"] = self.tokens[role] / total if total else nan
         return out
 
@@ -171,7 +178,9 @@ def measure_checkpoint(
                     continue
                 stats.tokens[role] += 1
                 stats.lift_sum[role] += lift
-                stats.selected[role] += int(answers.selected[row, t])
+                chosen = bool(answers.selected[row, t])
+                stats.selected[role] += int(chosen)
+                stats.selected_lift_sum[role] += lift if chosen else 0.0
     del model
     return stats
 
@@ -194,6 +203,8 @@ def markdown(groups: dict[str, list[dict[str, float]]], header: str) -> str:
         ("What the measures say", first, {"selected lift", "answer-step lift"}),
         ("Where the selected tokens fall (share of the selected tokens by role)",
          [f"selected in {r}" for r in ROLES], set()),
+        ("How the selected tokens of each role look (mean lift of the role's selected tokens)",
+         [f"selected lift of {r}" for r in ROLES], {f"selected lift of {r}" for r in ROLES}),
         ("How each role's tokens look (mean lift of every token of the role)",
          [f"lift of {r}" for r in ROLES], {f"lift of {r}" for r in ROLES}),
         ("How the responses are made up (share of all response tokens by role)",
@@ -271,9 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"warm start {spec.name()}, the first {args.samples} held-out samples, greedy; an arm's cell is "
         f"the mean over its seeds {seeds} (their range in brackets). Lift = a token's region share minus "
         "the region's area fraction (`sayo.looking`); the selected tokens are the top-ρ by entropy "
-        "(`rewards.attention`). Roles: format, answer, reasoning split into the step that names the "
-        "asked object (`target step`, search task) and the other steps; `names asked first` "
-        "(search task): the reasoning's first step is the asked object's."
+        "(`rewards.attention`; its `query` decides which step's attention counts as a token's). Roles: "
+        "format, answer, and the reasoning's words by step (`target`: the step naming the asked object, "
+        "`other`: the rest; search task) and place in it (`name`: the colour word, `attribute`: the "
+        "word read off the object); `names asked first` (search task): the reasoning's first step is "
+        "the asked object's."
     )
     print(write_text(args.out, markdown(groups, header)).read_text())
     return 0
