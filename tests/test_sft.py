@@ -245,6 +245,14 @@ def test_attention_term_is_minus_log_of_the_answer_tokens_region_share(tmp_path,
     _, kept = answer_attention_share(model, processor, prompts, ids, mask, misread, images, targets, weighted)
     assert kept is not None and kept.shape == (4,)
     torch.testing.assert_close(kept.detach(), share.detach()[[0, 2, 3, 5]], rtol=1e-5, atol=1e-7)
+    # taught its direct reasoning, a misreading sample states the right answer, and gets the term
+    direct = [sft_target(s, True, direct=True) for s in misread]
+    assert direct[1] == sft_target(samples[1], True, direct=True)
+    ids, mask = encode_completions(processor.tokenizer, direct)
+    _, every = answer_attention_share(
+        model, processor, prompts, ids, mask, misread, images, direct, weighted, direct=True
+    )
+    assert every is not None and every.shape == (6,)
 
 
 def test_attention_loss_must_not_be_negative(tmp_path, search_dataset) -> None:

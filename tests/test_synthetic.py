@@ -528,19 +528,22 @@ def test_search_misread_demonstrations_name_the_lookalikes_colour() -> None:
             continue
         misread += 1
         assert target in ("red", "blue") and sample.demonstrated_answer != sample.answer
-        assert sample.reasoning.endswith(f"{target} {sample.demonstrated_answer}")
-        assert sample.direct_reasoning == f"{target} {sample.demonstrated_answer}"
+        # a search error: the path visited the look-alike, and its colour carries over to the target
         steps = same.reasoning.split(", ")
-        if len(steps) == 2:  # the path visited the look-alike: its step names the colour misread
-            assert steps[0] == f"{LOOKALIKE[target]} {sample.demonstrated_answer}"
+        assert len(steps) == 2 and steps[0] == f"{LOOKALIKE[target]} {sample.demonstrated_answer}"
+        assert sample.reasoning == f"{steps[0]}, {target} {sample.demonstrated_answer}"
+        assert sample.direct_reasoning == same.direct_reasoning == f"{target} {sample.answer}"  # stays right
         assert sft_target(sample, reasoning=True).endswith(f"<answer> {sample.demonstrated_answer}</answer>")
-    asked = [generate_sample("search", i, plain)[0].question for i in range(80)]
-    prone = sum(q.endswith(("red?", "blue?")) for q in asked)
-    assert 0 < misread <= prone and misread >= prone * 0.6  # unless a look-alike tile has the same colour
+        assert sft_target(sample, reasoning=True, direct=True).endswith(f"<answer> {sample.answer}</answer>")
+    detoured = [
+        s for s in (generate_sample("search", i, plain)[0] for i in range(80))
+        if s.question.endswith(("red?", "blue?")) and ", " in (s.reasoning or "")
+    ]  # fmt: skip
+    assert 0 < misread <= len(detoured) and misread >= len(detoured) * 0.6  # unless the tiles share a colour
     # a rate of 0.5 over every colour: about half
     half = _search_config(**MISREAD, search_misread_rate=0.5)
     count = sum(generate_sample("search", i, half)[0].demonstrated_answer is not None for i in range(120))
-    assert 35 <= count <= 85
+    assert 20 <= count <= 65  # half of the ~70 % that visit the look-alike
 
 
 def test_search_target_colours_restrict_the_question() -> None:

@@ -81,8 +81,9 @@ class Sample(BaseModel):
     )
     demonstrated_answer: str | None = Field(
         default=None,
-        description="the answer an SFT target states when it is not `answer` (a demonstration that "
-        "misreads, e.g. `search_misread_rate`); None: `answer`. Rewards and evaluation use `answer`",
+        description="the answer an SFT target with the full `reasoning` states when it is not `answer` "
+        "(a demonstration that misreads, e.g. `search_misread_rate`; one with `direct_reasoning` states "
+        "`answer`); None: `answer`. Rewards and evaluation use `answer`",
     )
 
     @field_validator("question", "answer")

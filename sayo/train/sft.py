@@ -50,7 +50,7 @@ def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     taught for the first `sft.direct_steps` steps) when it has one. Other samples: "I look at the
     <label>." The task is the data's business: this stage knows none (docs/architecture.md, "Layers").
     """
-    answer = demonstrated(sample)
+    answer = stated_answer(sample, direct)
     if sample.reasoning is not None:
         said = sample.direct_reasoning if direct and sample.direct_reasoning is not None else sample.reasoning
         return formatted_answer(f" {answer}", f" {said}." if reasoning and said else "")
@@ -59,10 +59,13 @@ def sft_target(sample: Sample, reasoning: bool, direct: bool = False) -> str:
     return formatted_answer(answer, thought)
 
 
-def demonstrated(sample: Sample) -> str:
-    """The answer a sample's SFT target states: `demonstrated_answer` (a misreading demonstration,
-    docs/method.md "Accuracy over GRPO steps") when set, else `answer`."""
-    return sample.answer if sample.demonstrated_answer is None else sample.demonstrated_answer
+def stated_answer(sample: Sample, direct: bool = False) -> str:
+    """The answer a sample's SFT target states: its `demonstrated_answer` (a misreading
+    demonstration, docs/method.md "SFT warm-up") with the full reasoning, else `answer` (a
+    `direct_reasoning` target, without the detour that misreads, states the right one)."""
+    if sample.demonstrated_answer is None or (direct and sample.direct_reasoning is not None):
+        return sample.answer
+    return sample.demonstrated_answer
 
 
 def answer_starts(tokenizer: Any, targets: list[str]) -> list[int | None]:
@@ -141,7 +144,7 @@ def sft_loss(
         logps, share = token_logprobs(completion_logits(model, prompts, ids, mask), ids), None  # [B, T]
     else:
         logps, share = answer_attention_share(
-            model, processor, prompts, ids, mask, samples, images, targets, cfg
+            model, processor, prompts, ids, mask, samples, images, targets, cfg, direct
         )
     loss = -(logps * mask).sum() / max(n_tokens, 1)
     if share is not None:
@@ -159,10 +162,12 @@ def answer_attention_share(
     images: list,
     targets: list[str],
     cfg: TrainRecipe,
+    direct: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] and, on the autograd graph, the region share [R] of the image attention of
     the step that reads the answer (`read_positions`: the query that predicts that token) for the
-    R rows that have a region and an answer.
+    R rows that have a region and an answer and state it right (`direct`: the targets are the
+    direct reasoning; a misreading demonstration gets no term).
 
     Attention is measured as `rewards.attention` defines it everywhere else (layers, heads, query),
     in the same forward as the log-probs (`sayo.scoring.score_on_regions` with a differentiable
@@ -183,12 +188,13 @@ def answer_attention_share(
     )
     if scores.region is None or scores.region_share is None:
         return scores.logps, None
-    starts = read_positions(processor.tokenizer, targets, [demonstrated(s) for s in samples])
+    stated = [stated_answer(s, direct) for s in samples]
+    starts = read_positions(processor.tokenizer, targets, stated)
     shift = 1 if attention.query == "own" else 0  # `own`: the token before is the one that predicts it
     picked = [
         (i, start - shift) for i, (start, sample) in enumerate(zip(starts, samples, strict=True))
         if start is not None and start >= shift and sample.regions and bool(scores.region.n_region[i] > 0)
-        and sample.demonstrated_answer is None  # a misreading demonstration does not read the region
+        and stated[i] == sample.answer  # a misreading demonstration does not read the region
     ]  # fmt: skip
     if not picked:
         return scores.logps, None

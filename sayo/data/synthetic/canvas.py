@@ -42,9 +42,7 @@ class Draft:
     choices: list[str] | None = None
     reasoning: str | None = None  # what an SFT target states before the answer (`Sample.reasoning`)
     direct_reasoning: str | None = None  # the same without detours (`Sample.direct_reasoning`)
-    demonstrated_answer: str | None = (
-        None  # a misreading demonstration's answer (`Sample.demonstrated_answer`)
-    )
+    demonstrated_answer: str | None = None  # a misread's answer (`Sample.demonstrated_answer`)
 
 
 def sample_rng(seed: int, task: str, index: int) -> np.random.Generator:

@@ -67,8 +67,8 @@ class SyntheticConfig:
     search_path_target: bool = False  # `search`: the path ends with the target and its answer
     search_detour: str = "random"  # `search`: which objects the path visits: random, or lookalike first
     search_detour_rate: float | None = None  # `search`: None: 0..search_path visits; p: each made w.p. p
-    # with question "below", the SFT demonstration names the look-alike tile's second colour as the
-    # target's (reasoning and answer; `answer` stays right): `Sample.demonstrated_answer`
+    # with question "below", a path that visits the look-alike first carries its second colour over
+    # to the target (reasoning and answer; `answer` stays right): `Sample.demonstrated_answer`
     search_misread_rate: float = 0.0  # `search`: share of samples whose demonstration misreads (0 = none)
     search_misread_colours: list[str] = field(default_factory=list)  # asked colours that misread ([] = all)
     search_target_colours: list[str] = field(default_factory=list)  # `search`: asked colours ([] = all)

@@ -230,9 +230,8 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
     region = Region(bbox=box, label=label)
     direct = direct_label(label, question)
     said = misread(scene, config, rng)
-    if said is not None:  # the demonstration names the look-alike's second colour as the target's
-        right = f"{colour} {scene.attribute(0)}"
-        label, direct = (_replace_last(text, right, f"{colour} {said}") for text in (label, direct))
+    if said is not None:  # the path carries the look-alike's second colour over to the target
+        label = _replace_last(label, f"{colour} {scene.attribute(0)}", f"{colour} {said}")
     draft = Draft(
         question, scene.attribute(0), AnswerType.EXACT, [region], reasoning=label, direct_reasoning=direct,
         demonstrated_answer=said,
@@ -243,10 +242,12 @@ def search_task(rng: np.random.Generator, config: SyntheticConfig) -> tuple[Draf
 def misread(scene: SearchScene, config: SyntheticConfig, rng: np.random.Generator) -> str | None:
     """The colour a misreading demonstration names (the look-alike tile's second colour), or None.
 
-    A sample can misread when the question is "below", its asked colour is one of
-    `search_misread_colours` (all when empty), its look-alike is in the picture with another second
-    colour than the target's, and then does with probability `search_misread_rate`; the draw comes
-    after the picture's, so the images are those of rate 0.
+    A misread is a search error: a path that visits the look-alike first carries its second colour
+    over to the target. A sample can misread when the question is "below", its asked colour is one
+    of `search_misread_colours` (all when empty) and its path visits the look-alike, whose second
+    colour is not the target's; it then does with probability `search_misread_rate`. Its
+    `direct_reasoning` (no detour) stays right. The draw comes after the picture's, so the images
+    are those of rate 0.
     """
     if config.search_misread_rate <= 0 or scene.pairs is None:
         return None
@@ -255,7 +256,9 @@ def misread(scene: SearchScene, config: SyntheticConfig, rng: np.random.Generato
     if config.search_misread_colours and target not in config.search_misread_colours:
         return None
     lookalike = next((i for i, s in enumerate(scene.shapes) if s.colour == LOOKALIKE[target]), None)
-    if lookalike is None or scene.pairs[lookalike] == scene.pairs[0] or draw >= config.search_misread_rate:
+    if lookalike is None or lookalike not in scene.path or scene.pairs[lookalike] == scene.pairs[0]:
+        return None
+    if draw >= config.search_misread_rate:
         return None
     return scene.pairs[lookalike]
 
