@@ -46,7 +46,7 @@ from sayo.answering import AnswerOptions, answer_batch
 from sayo.atomic import write_text
 from sayo.attention_capture import AttentionCapture
 from sayo.data.schema import Sample
-from sayo.data.synthetic.search import names_asked_first
+from sayo.data.synthetic.search import asked_object, names_asked_first
 from sayo.evaluate.benchmarks import load_benchmark
 from sayo.evaluate.config import BenchmarkConfig
 from sayo.experiment.ablation import base_recipe, pick_warm_start, warm_dir, warm_starts
@@ -68,11 +68,6 @@ def _spans(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int
         spans.append((previous, len(text)))
         previous = len(text)
     return text, spans
-
-
-def asked_object(sample: Sample) -> str:
-    """The search task's asked colour: the question's last word ("What colour is below red?")."""
-    return sample.question.rstrip("?").split(" ")[-1]
 
 
 def token_roles(text: str, spans: list[tuple[int, int]], asked: str) -> list[str]:
@@ -166,7 +161,7 @@ def measure_checkpoint(
         for row, sample in enumerate(chunk):
             ids = [int(i) for i in answers.completion_ids[row] if i >= 0]
             text, spans = _spans(processor.tokenizer, ids)
-            roles = token_roles(text, spans, asked_object(sample))
+            roles = token_roles(text, spans, asked_object(sample.question))
             first = names_asked_first(sample.question, text)
             stats.correct.append(float(answers.correct[row]))
             stats.selected_lift.append(float(answers.attention_lift[row]))

@@ -112,28 +112,23 @@ def advantage_parts(
 
 
 def flat_group_metrics(
-    components: Mapping[str, Tensor],
-    weights: Mapping[str, float],
-    group_size: int,
-    scale: str = "group",
-    std_floor: float = 0.0,
-    per_component: bool = False,
-    flat_term: str = "accuracy",
+    flat_rewards: Tensor | None, parts: Mapping[str, Tensor], group_size: int, flat_term: str = "accuracy"
 ) -> dict[str, float]:
     """Which term moves the policy, overall and where `flat_term` cannot (its groups all tie).
 
     A group whose rollouts are all right (or all wrong) gives accuracy no advantage; whatever the
     update does with it comes from the other terms. That is how an attention reward could add to
     accuracy: by ranking the rollouts of the groups accuracy cannot rank (docs/method.md, "Accuracy
-    over GRPO steps"). Returns `groups/<flat_term>_flat`, the share of groups whose `flat_term`
-    has no spread; `advantage_share/<term>`, each weighted term's share of Σ|advantage part|
-    (`advantage_parts`, the trainer's own scheme); and `advantage_share_flat/<term>`, the same
-    within the flat groups (absent when there are none, or when they get no advantage at all).
+    over GRPO steps"). `flat_rewards` are `flat_term`'s rewards [B] (None: the recipe has no such
+    term), `parts` each weighted term's additive part of the advantages (`advantage_parts`, the
+    trainer's own scheme). Returns `groups/<flat_term>_flat`, the share of groups whose `flat_term`
+    has no spread; `advantage_share/<term>`, each term's share of Σ|advantage part|; and
+    `advantage_share_flat/<term>`, the same within the flat groups (absent when there are none, or
+    when they get no advantage at all).
     """
-    if flat_term not in components or group_size < 2:
+    if flat_rewards is None or group_size < 2:
         return {}
-    parts = advantage_parts(components, weights, group_size, scale, std_floor, per_component)
-    flat = components[flat_term].float().view(-1, group_size).std(dim=1) == 0  # [P]
+    flat = flat_rewards.float().view(-1, group_size).std(dim=1) == 0  # [P]
     out = {f"groups/{flat_term}_flat": float(flat.float().mean())}
     if not parts:
         return out

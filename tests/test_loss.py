@@ -297,7 +297,7 @@ def test_flat_group_metrics_by_hand() -> None:
         "region_attention": torch.tensor([0.2, 0.6, 0.3, 0.3]),
     }
     weights = {"accuracy": 1.0, "region_attention": 0.5}
-    out = flat_group_metrics(components, weights, 2, "none")
+    out = flat_group_metrics(components["accuracy"], advantage_parts(components, weights, 2, "none"), 2)
     # centred parts (scale none, the total's scheme): accuracy 0, 0, +0.5, −0.5; attention 0.5·(∓0.2), 0, 0
     assert out["groups/accuracy_flat"] == 0.5
     assert out["advantage_share/accuracy"] == pytest.approx(1.0 / 1.2)
@@ -306,6 +306,7 @@ def test_flat_group_metrics_by_hand() -> None:
     assert out["advantage_share_flat/accuracy"] == 0.0
     # no flat group: no flat shares; no accuracy term: nothing
     spread = {**components, "accuracy": torch.tensor([1.0, 0.0, 1.0, 0.0])}
-    out = flat_group_metrics(spread, weights, 2, "group", per_component=True)
+    parts = advantage_parts(spread, weights, 2, "group", per_component=True)
+    out = flat_group_metrics(spread["accuracy"], parts, 2)
     assert out["groups/accuracy_flat"] == 0.0 and not any(k.startswith("advantage_share_flat") for k in out)
-    assert flat_group_metrics({"format": torch.ones(4)}, {"format": 1.0}, 2) == {}
+    assert flat_group_metrics(None, {"format": torch.zeros(4)}, 2) == {}  # the recipe has no accuracy term

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from sayo.attention_capture import AttentionCapture
 from sayo.config import flatten, to_dict
 from sayo.data.dataset import GroundedDataset
-from sayo.loss import combined_advantages, flat_group_metrics, group_advantages
+from sayo.loss import advantage_parts, combined_advantages, flat_group_metrics, group_advantages
 from sayo.runtime import check_finite, seed_everything
 from sayo.tracking import StageRun
 from sayo.train import distributed
@@ -131,12 +131,13 @@ def grpo_step(
     rewards = compute_rewards(scored, cfg.rewards)
     advantages = rank_advantages(rewards, cfg.rewards.weights, grpo)  # [B]
     metrics = step_metrics(scored, rewards, advantages, grpo.group_size)
-    metrics.update(
-        flat_group_metrics(
-            rewards.components, cfg.rewards.weights, grpo.group_size, grpo.advantage_scale,
-            grpo.advantage_std_floor, grpo.advantage_per_component,
-        )  # this rank's groups (`batch` scaling: with this rank's std); averaged over ranks below
+    parts = advantage_parts(
+        rewards.components, cfg.rewards.weights, grpo.group_size, grpo.advantage_scale,
+        grpo.advantage_std_floor, grpo.advantage_per_component,
     )  # fmt: skip
+    accuracy = rewards.components.get("accuracy")
+    # this rank's groups (`batch` scaling: with this rank's std); averaged over ranks below
+    metrics.update(flat_group_metrics(accuracy, parts, grpo.group_size))
     metrics.update(update(policy.engine, scored, advantages, grpo))
     elapsed = time.perf_counter() - began
     tokens = sum(int(c.sampled.mask.sum()) for c in scored)

@@ -132,16 +132,22 @@ def path_label(scene: SearchScene, with_target: bool = False) -> str:
     return ", ".join(steps)
 
 
+def asked_object(question: str) -> str:
+    """The object a search question asks about: its last word ("What colour is below red?" / "What
+    shape is red?")."""
+    return question.rstrip("?").split(" ")[-1]
+
+
 def direct_label(label: str, question: str) -> str:
-    """A search label without its detours: the step that names the asked object (the question's
-    last word, "What colour is below red?" / "What shape is red?"), or "" if the path has none."""
-    asked = question.rstrip("?").split(" ")[-1]
+    """A search label without its detours: the step that names the asked object (`asked_object`),
+    or "" if the path has none."""
+    asked = asked_object(question)
     return next((step for step in label.split(", ") if step.split(" ")[0] == asked), "")
 
 
 def names_asked_first(question: str, completion: str) -> bool | None:
     """Whether a response's reasoning (between the think tags) first names the object the question
-    asks about (its last word, as `direct_label` reads it): the search task's looking behaviour,
+    asks about (`asked_object`): the search task's looking behaviour,
     read off the text. None when the response has no reasoning to read."""
     start, end = completion.find("<think>"), completion.find("</think>")
     if start < 0 or end < start:
@@ -150,7 +156,7 @@ def names_asked_first(question: str, completion: str) -> bool | None:
     words = steps[0].split()
     if not words:
         return None
-    return words[0] == question.rstrip("?").split(" ")[-1]
+    return words[0] == asked_object(question)
 
 
 TOKEN_PX = 28  # side of one visual token of Qwen2.5-VL (14 px patches, 2×2 merge)
