@@ -175,6 +175,24 @@ def test_the_dvc_matrix_runs_the_experiment_files_warm_starts_arms_and_seeds() -
     assert load_ablation("ablation_tiny").results == "docs/results-one-warm-start.md"
 
 
+@pytest.mark.timeout(600)
+def test_a_failing_step_on_a_job_process_stops_the_ablation_with_its_error(tmp_path: Path) -> None:
+    from sayo.experiment.ablation import run_ablation
+
+    cfg = load_ablation("ablation_tiny")
+    cfg = dataclasses.replace(
+        cfg,
+        warm_starts=[WarmStart(data_seed=0, sft_seed=0), WarmStart(data_seed=5, sft_seed=1)],
+        quick_warm_starts=2,
+        hard=["data.synthetic.no_such_field=1"],  # read on the job process, when it builds the harder split
+        out_dir=str(tmp_path / "ablation"),
+        overrides=[*cfg.overrides, f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"],
+    )
+    with pytest.raises(Exception, match="no_such_field"):
+        run_ablation(cfg, quick=True, log=lambda _: None, jobs=2)
+    assert not list((tmp_path / "ablation").rglob("runs"))  # no GRPO started after the failure
+
+
 def test_a_warm_start_is_picked_by_name_or_index() -> None:
     from sayo.experiment.ablation import pick_warm_start, warm_dir
 
@@ -209,8 +227,14 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
             "grpo.eval_samples=4",
         ],
     )
-    run = run_ablation(cfg, quick=True, log=lambda _: None)
-    assert [w.spec.name() for w in run.warm_starts] == ["ws-d0-s0", "ws-d5-s1"]
+    run = run_ablation(cfg, quick=True, log=lambda _: None, jobs=2)  # the steps on two processes
+    assert [w.spec.name() for w in run.warm_starts] == ["ws-d0-s0", "ws-d5-s1"] and run.jobs == 2
+    assert {(w.spec.name(), r.arm, r.seed) for w in run.warm_starts for r in w.runs} == {
+        (w.name(), a, s) for w in cfg.warm_starts for a in cfg.arms for s in cfg.quick_seeds
+    }  # every warm start × arm × seed, each under its own warm start
+    assert all(
+        r.seconds > 0 and r.checkpoint.is_relative_to(w.out_dir) for w in run.warm_starts for r in w.runs
+    )
     first, second = run.warm_starts
     assert first.out_dir != second.out_dir and first.sft_checkpoint != second.sft_checkpoint
     assert first.recipe.data.synthetic.seed == 0 and second.recipe.data.synthetic.seed == 5
@@ -222,6 +246,7 @@ def test_quick_ablation_over_two_warm_starts(tmp_path: Path) -> None:
     assert len(run.runs) == 2 * 2 * len(cfg.quick_seeds)
     text = write_results(run, tmp_path / "results.md").read_text()
     assert "2 SFT warm starts (ws-d0-s0, ws-d5-s1" in text and "hierarchical bootstrap" in text
+    assert re.search(r"Wall time \d+\.\d min on 2 jobs \(steps summed over the jobs: data ", text)
     rows = [line for line in text.splitlines() if line.startswith("| heldout | (b) SAYO |")]
     assert len(rows) == 4  # accuracy, lift, answer-step lift, names asked first: Δ per warm start, …
     for row in rows:

@@ -2,7 +2,9 @@
 
 `--arm A --seed S` runs one arm × seed only (the data and the SFT warm start made or reused first),
 from the warm start `--warm` names (its name, e.g. `ws-d1-s1`, or its index in `warm_starts`): the
-command of one item of the `ablation-grpo` matrix in experiments/dvc.yaml.
+command of one item of the `ablation-grpo` matrix in experiments/dvc.yaml. `--jobs N` runs the steps
+on N processes side by side (the SFT warm starts, then each arm × seed as soon as its warm start is
+ready, then each warm start's evaluation).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sayo.experiment.ablation import pick_warm_start, run_ablation, run_one_arm, warm_name
+from sayo.experiment.ablation import default_jobs, pick_warm_start, run_ablation, run_one_arm, warm_name
 from sayo.experiment.config import load_ablation
 from sayo.experiment.results import write_results
 
@@ -48,6 +50,13 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(help="the warm start of --arm: its name (ws-d1-s1) or index in `warm_starts`"),
         ] = "0",
+        jobs: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="processes the steps run on, side by side (default: the CPU cores; 1 with a GPU)",
+            ),
+        ] = None,
     ) -> None:
         """SFT once, GRPO arms × seeds, evaluation on two splits; writes the results page and figures."""
         cfg = load_ablation(config)
@@ -63,6 +72,6 @@ def register(app: typer.Typer) -> None:
                 f"{arm} seed {seed} ({warm_name(cfg, index, quick)}): final checkpoint {done.checkpoint} (MLflow run {done.run_id})"
             )
             return
-        run = run_ablation(cfg, quick=quick, log=typer.echo)
+        run = run_ablation(cfg, quick=quick, log=typer.echo, jobs=jobs or default_jobs())
         page = results or (run.out_dir / "results.md" if quick else Path(cfg.results))
         typer.echo(f"results: {write_results(run, page)} (MLflow parent run {run.parent_run_id})")

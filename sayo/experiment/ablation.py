@@ -12,6 +12,10 @@ For each warm start (`warm_starts`: a data seed and an SFT seed):
 6. results  per-arm accuracy and attention lift with paired intervals against the baseline, reward
            curves, a heatmap gallery, and the results page (`sayo.experiment.results`).
 
+With `jobs` > 1 the steps run on that many processes side by side, each as soon as what it needs is
+done (the warm starts' SFT, then their arms × seeds, then their evaluations); the result is the same
+steps' (each process takes its share of the cores, so the numbers may differ in the last bits).
+
 Everything lands under one MLflow parent run. With one warm start its steps write straight under
 `out_dir/<full|quick>/`; with several, each warm start under `out_dir/<full|quick>/<warm start name>/`.
 Each step's output is a directory there;
@@ -24,11 +28,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from sayo.atomic import write_json
 from sayo.config import finite_numbers, flatten, save_config, to_dict
@@ -79,7 +89,9 @@ class AblationRun:
     seeds: list[int]
     warm_starts: list[WarmStartRun]  # at least one
     parent_run_id: str | None
-    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time (all warm starts)
+    # step -> seconds over all warm starts (summed over the jobs), and `wall`: the run's
+    seconds: dict[str, float] = field(default_factory=dict)
+    jobs: int = 1  # processes the steps ran on
 
     def checkpoint_name(self, arm: str, seed: int) -> str:
         return f"{arm}-s{seed}"
@@ -291,12 +303,27 @@ def _timed(times: dict[str, float], step: str, began: float) -> None:
     times[step] = times.get(step, 0.0) + time.perf_counter() - began
 
 
-def run_warm_start(
-    cfg: AblationConfig, quick: bool, warm: WarmStart, parent: str | None, times: dict[str, float], log: Log
-) -> WarmStartRun:
-    """Every step of one warm start: data, SFT, signal check, arms × seeds, evaluation."""
-    out, seeds = warm_dir(cfg, quick, warm), cfg.quick_seeds if quick else cfg.seeds
+@dataclass
+class Prepared:
+    """A warm start's first steps: its data, the SFT checkpoint and the signal check on it."""
+
+    index: int
+    test: Path
+    hard: Path
+    sft: Path
+    signal: SignalReport
+    seconds: dict[str, float]
+
+
+def prepare_warm_start(
+    cfg: AblationConfig, quick: bool, index: int, parent: str | None, log: Log
+) -> Prepared:
+    """Data, SFT and the signal check of warm start number `index` (each reused when fresh)."""
+    warm = warm_starts(cfg, quick)[index]
+    out = warm_dir(cfg, quick, warm)
     recipe = base_recipe(cfg, quick, out, warm)
+    log(f"{warm.name()}: data, SFT warm start, signal check")
+    times: dict[str, float] = {}
     began = time.perf_counter()
     test, hard = build_data(recipe, cfg, out, quick, warm)
     _timed(times, "data", began)
@@ -308,37 +335,174 @@ def run_warm_start(
     _timed(times, "diagnose", began)
     for warning in signal.warnings:
         log(f"signal check ({warm.name()}): {warning}")
-    runs, began = [], time.perf_counter()
-    for arm in cfg.arms:
-        for seed in seeds:
-            log(f"grpo ({warm.name()}): {cfg.label(arm)}, seed {seed}")
-            recipe_arm = arm_recipe(cfg, _arm_overrides(cfg, quick, warm, test), arm, seed, sft, out)
-            runs.append(run_arm(recipe_arm, arm, seed, parent, log))
-    _timed(times, "grpo", began)
+    return Prepared(index, test, hard, sft, signal, times)
+
+
+def train_arm(
+    cfg: AblationConfig, quick: bool, ready: Prepared, arm: str, seed: int, parent: str | None, log: Log
+) -> ArmRun:
+    """GRPO for one arm × seed from a prepared warm start."""
+    warm = warm_starts(cfg, quick)[ready.index]
+    log(f"grpo ({warm.name()}): {cfg.label(arm)}, seed {seed}")
+    overrides = _arm_overrides(cfg, quick, warm, ready.test)
+    recipe = arm_recipe(cfg, overrides, arm, seed, ready.sft, warm_dir(cfg, quick, warm))
+    return run_arm(recipe, arm, seed, parent, log)
+
+
+def finish_warm_start(
+    cfg: AblationConfig, quick: bool, ready: Prepared, runs: list[ArmRun], parent: str | None
+) -> tuple[WarmStartRun, float]:
+    """Evaluate a warm start's SFT and GRPO checkpoints; writes its recipe, runs and signal check."""
+    warm = warm_starts(cfg, quick)[ready.index]
+    out = warm_dir(cfg, quick, warm)
+    recipe = base_recipe(cfg, quick, out, warm)
     began = time.perf_counter()
-    evaluation = evaluate_all(recipe, cfg, test, hard, sft, runs, parent)
-    _timed(times, "evaluate", began)
+    evaluation = evaluate_all(recipe, cfg, ready.test, ready.hard, ready.sft, runs, parent)
+    seconds = time.perf_counter() - began
     save_config(recipe, out / "recipe.yaml")
     write_json(out / "runs.json", [dataclasses.asdict(r) | {"checkpoint": str(r.checkpoint)} for r in runs])
-    write_json(out / "signal.json", finite_numbers(flatten(signal.as_dict())))
-    return WarmStartRun(warm, out, recipe, sft, signal, runs, evaluation)
+    write_json(out / "signal.json", finite_numbers(flatten(ready.signal.as_dict())))
+    return WarmStartRun(warm, out, recipe, ready.sft, ready.signal, runs, evaluation), seconds
 
 
-def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print) -> AblationRun:
-    """Run the whole ablation (reusing finished steps); returns everything the results page needs."""
+def _add(times: dict[str, float], more: dict[str, float]) -> None:
+    for step, seconds in more.items():
+        times[step] = times.get(step, 0.0) + seconds
+
+
+def _serial(cfg: AblationConfig, quick: bool, parent: str | None, log: Log, times: dict[str, float],
+            started: Callable[[Prepared], None]) -> list[WarmStartRun]:  # fmt: skip
+    """Every warm start's steps in this process, one after the other."""
+    done = []
+    for index in range(len(warm_starts(cfg, quick))):
+        ready = prepare_warm_start(cfg, quick, index, parent, log)
+        _add(times, ready.seconds)
+        started(ready)
+        runs = [train_arm(cfg, quick, ready, arm, seed, parent, log) for arm, seed in _items(cfg, quick)]
+        _add(times, {"grpo": sum(r.seconds for r in runs)})
+        warm, seconds = finish_warm_start(cfg, quick, ready, runs, parent)
+        _add(times, {"evaluate": seconds})
+        done.append(warm)
+    return done
+
+
+def _items(cfg: AblationConfig, quick: bool) -> list[tuple[str, int]]:
+    return [(arm, seed) for arm in cfg.arms for seed in (cfg.quick_seeds if quick else cfg.seeds)]
+
+
+def _worker(threads: int) -> None:
+    """A job process takes its share of the cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def _quiet_children() -> Iterator[None]:
+    """No progress bars in the job processes (this one shows one for all): a spawned process inherits
+    the environment it starts with, and reads `TQDM_DISABLE` (tqdm, `distributed.shows_progress`)."""
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
+def _parallel(cfg: AblationConfig, quick: bool, parent: str | None, log: Log, times: dict[str, float],
+              started: Callable[[Prepared], None], jobs: int) -> list[WarmStartRun]:  # fmt: skip
+    """The same steps as `_serial` on `jobs` processes, each step as soon as what it needs is done:
+    every warm start's SFT first, then its arms × seeds, then its evaluation."""
+    count, items = len(warm_starts(cfg, quick)), _items(cfg, quick)
+    context = multiprocessing.get_context("spawn")  # never fork a process that has started torch's threads
+    threads = max(1, default_jobs() // jobs)
+    ready: dict[int, Prepared] = {}
+    runs: dict[int, dict[tuple[str, int], ArmRun]] = {i: {} for i in range(count)}
+    done: dict[int, WarmStartRun] = {}
+    bar = tqdm(total=count * (len(items) + 2), desc="ablation", unit="step")
+    with _quiet_children():
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker, initargs=(threads,))
+        pending: dict[Future[Any], tuple[str, int]] = {
+            pool.submit(prepare_warm_start, cfg, quick, i, parent, print): ("prepare", i)
+            for i in range(count)
+        }
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    step, index = pending.pop(future)
+                    result = future.result()
+                    bar.update()
+                    if step == "prepare":
+                        ready[index] = result
+                        _add(times, result.seconds)
+                        started(result)
+                        for arm, seed in items:
+                            job = pool.submit(train_arm, cfg, quick, result, arm, seed, parent, print)
+                            pending[job] = ("grpo", index)
+                    elif step == "grpo":
+                        runs[index][(result.arm, result.seed)] = result
+                        _add(times, {"grpo": result.seconds})
+                        if len(runs[index]) == len(items):
+                            ordered = [runs[index][item] for item in items]
+                            last = pool.submit(finish_warm_start, cfg, quick, ready[index], ordered, parent)
+                            pending[last] = ("evaluate", index)
+                    else:
+                        done[index], seconds = result
+                        _add(times, {"evaluate": seconds})
+                        log(f"{done[index].spec.name()}: evaluated")
+        except BaseException:  # a failed step (or ^C): stop the others, no half-finished step goes on
+            processes = list(
+                (getattr(pool, "_processes", None) or {}).values()
+            )  # no terminate_workers() < 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            raise
+        finally:
+            bar.close()
+        pool.shutdown()
+    return [done[i] for i in range(count)]
+
+
+def default_jobs() -> int:
+    """Processes for `sayo experiment ablation`: the usable CPU cores, one when there is a GPU to share."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_ablation(cfg: AblationConfig, quick: bool = False, log: Log = print, jobs: int = 1) -> AblationRun:
+    """Run the whole ablation (reusing finished steps); returns everything the results page needs.
+
+    `jobs` > 1 runs the steps on that many processes (each with its share of the cores): the SFT warm
+    starts side by side, then every arm × seed as soon as its warm start is ready, then each warm
+    start's evaluation; the step times are then summed over the jobs, and `wall` is the run's."""
     out = Path(cfg.out_dir) / ("quick" if quick else "full")
     seeds, specs = cfg.quick_seeds if quick else cfg.seeds, warm_starts(cfg, quick)
     tracking = base_recipe(cfg, quick, out).tracking
     times: dict[str, float] = {}
     params = {"experiment.recipe": cfg.recipe, "experiment.quick": quick, "experiment.seeds": seeds,
-              "experiment.warm_starts": [w.name() for w in specs],
+              "experiment.warm_starts": [w.name() for w in specs], "experiment.jobs": jobs,
               **{f"experiment.arms.{k}": v for k, v in cfg.arms.items()}}  # fmt: skip
+    began = time.perf_counter()
     with StageRun(dataclasses.replace(tracking, run_name="ablation"), stage="ablation", params=params) as run:
-        done = []
-        for index, warm in enumerate(specs):
-            done.append(run_warm_start(cfg, quick, warm, run.run_id, times, log))
-            signal = finite_numbers(done[-1].signal.as_dict())
-            run.log_metrics({f"{warm.name()}/{k}": v for k, v in signal.items()} if len(specs) > 1 else signal,
-                            step=index)  # fmt: skip
+
+        def started(ready: Prepared) -> None:
+            signal = finite_numbers(ready.signal.as_dict())
+            name = specs[ready.index].name()
+            run.log_metrics({f"{name}/{k}": v for k, v in signal.items()} if len(specs) > 1 else signal,
+                            step=ready.index)  # fmt: skip
+
+        if jobs > 1:
+            done = _parallel(cfg, quick, run.run_id, log, times, started, jobs)
+        else:
+            done = _serial(cfg, quick, run.run_id, log, times, started)
+        times["wall"] = time.perf_counter() - began
         run.log_metrics({f"seconds/{k}": v for k, v in times.items()}, step=0)
-    return AblationRun(cfg, quick, out, list(seeds), done, run.run_id, times)
+    return AblationRun(cfg, quick, out, list(seeds), done, run.run_id, times, jobs)

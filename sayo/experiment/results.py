@@ -291,9 +291,8 @@ def results_markdown(
         + (" from each" if n_warm > 1 else "")
         + f"; evaluated greedily on {n_held} held-out and {n_hard} harder samples"
         + (" (per warm start; " if n_warm > 1 else " (")
-        + "same samples for every arm). Wall time: "
-        + ", ".join(f"{k} {v / 60:.1f} min" if v >= 1 else f"{k} reused" for k, v in run.seconds.items())
-        + ".",
+        + "same samples for every arm). "
+        + _times(run),
         "",
         "Attention lift = the share of the selected answer tokens' visual attention that falls on the region "
         "minus the region's share of image tokens (0 = uniform attention), as `rewards.attention` defines it. "
@@ -399,6 +398,16 @@ def reading_lines(signal: SignalReport) -> list[str]:
         f"teacher-forced after the SFT reasoning): {verdict}. {line[0].upper()}{line[1:]}.",
         "",
     ]
+
+
+def _times(run: AblationRun) -> str:
+    """The run's wall time and each step's, summed over the jobs when several ran side by side."""
+    steps = {k: v for k, v in run.seconds.items() if k != "wall"}
+    text = ", ".join(f"{k} {v / 60:.1f} min" if v >= 1 else f"{k} reused" for k, v in steps.items())
+    if "wall" not in run.seconds:
+        return f"Wall time: {text}."
+    jobs = f" on {run.jobs} jobs (steps summed over the jobs" if run.jobs > 1 else " (steps"
+    return f"Wall time {run.seconds['wall'] / 60:.1f} min{jobs}: {text})."
 
 
 def write_results(run: AblationRun, page: Path) -> Path:

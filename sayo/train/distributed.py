@@ -43,6 +43,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def shows_progress() -> bool:
+    """Whether this process draws the training loop's progress bar: the main rank, unless
+    `TQDM_DISABLE` is set (`sayo experiment ablation --jobs N` sets it for its job processes)."""
+    return is_main() and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+
+
 def local_rank() -> int:
     """This process's index on its node (torchrun's `LOCAL_RANK`), 0 without a process group."""
     return int(os.environ.get("LOCAL_RANK", "0")) if _initialized() else 0

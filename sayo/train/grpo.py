@@ -238,7 +238,7 @@ def _loop(
         desc="grpo",
         initial=start,
         total=grpo.max_steps,
-        disable=not distributed.is_main(),
+        disable=not distributed.shows_progress(),
     )
     if session.evalset is not None and start == 0:  # where the curve starts: the warm start
         run.log_metrics(eval_metrics(session.policy, session.evalset, cfg), step=0)

@@ -274,7 +274,7 @@ def train_sft(cfg: TrainRecipe) -> StageResult:
             desc="sft",
             initial=start,
             total=cfg.sft.max_steps,
-            disable=not distributed.is_main(),
+            disable=not distributed.shows_progress(),
         )
         for step in bar:
             began = time.perf_counter()
