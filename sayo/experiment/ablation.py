@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from sayo.atomic import write_json
@@ -392,8 +393,6 @@ def _items(cfg: AblationConfig, quick: bool) -> list[tuple[str, int]]:
 
 def _worker(threads: int) -> None:
     """A job process takes its share of the cores."""
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -470,8 +469,6 @@ def _parallel(cfg: AblationConfig, quick: bool, parent: str | None, log: Log, ti
 
 def default_jobs() -> int:
     """Processes for `sayo experiment ablation`: the usable CPU cores, one when there is a GPU to share."""
-    import torch
-
     if torch.cuda.is_available():
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
