@@ -346,10 +346,10 @@ def test_the_accuracy_experiment_misreads_where_it_says() -> None:
     out = warm_dir(cfg, False, warm)
     recipe = base_recipe(cfg, False, out, warm)
     synthetic = recipe.data.synthetic
-    assert synthetic.seed == 1 and synthetic.search_misread_rate == 0.85
-    assert synthetic.search_misread_colours == ["red", "green", "blue", "yellow"]
+    assert synthetic.seed == 1 and synthetic.search_misread_rate == 1.0 and recipe.sft.max_steps == 1800
+    assert synthetic.search_misread_colours == ["red", "green", "blue", "yellow", "cyan", "purple"]
     for arm in cfg.arms:
         run = arm_recipe(cfg, _arm_overrides(cfg, False, warm, out / "data"), arm, 2, out / "sft", out)
-        assert run.grpo.eval_every == 10 and run.seed == 2 and run.data.synthetic.search_misread_rate == 0.85
+        assert run.grpo.eval_every == 10 and run.seed == 2 and run.data.synthetic.search_misread_rate == 1.0
     hard = load_recipe(cfg.recipe, [*cfg.overrides, *cfg.hard])
     assert hard.data.synthetic.search_target_colours == synthetic.search_misread_colours
