@@ -49,8 +49,8 @@ from sayo.data.schema import Sample
 from sayo.data.synthetic.search import asked_object, names_asked_first
 from sayo.evaluate.benchmarks import load_benchmark
 from sayo.evaluate.config import BenchmarkConfig
-from sayo.experiment.ablation import base_recipe, pick_warm_start, warm_dir, warm_starts
 from sayo.experiment.config import AblationConfig, WarmStart, load_ablation
+from sayo.experiment.steps import base_recipe, pick_warm_start, warm_dir, warm_starts
 from sayo.models import load_policy
 from sayo.runtime import resolve_device, seed_everything
 

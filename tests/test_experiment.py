@@ -194,7 +194,7 @@ def test_a_failing_step_on_a_job_process_stops_the_ablation_with_its_error(tmp_p
 
 
 def test_a_warm_start_is_picked_by_name_or_index() -> None:
-    from sayo.experiment.ablation import pick_warm_start, warm_dir
+    from sayo.experiment.steps import pick_warm_start, warm_dir
 
     cfg = load_ablation("ablation_warm_starts")
     assert pick_warm_start(cfg, "ws-d1-s1") == 1 and pick_warm_start(cfg, "2") == 2
@@ -337,7 +337,7 @@ def test_curve_differences_are_paired_by_seed_within_warm_starts() -> None:
 def test_the_accuracy_experiment_misreads_where_it_says() -> None:
     """ablation_accuracy: every arm's recipe resolves with the misreading data and the accuracy
     curve; its harder split asks the misread colours only."""
-    from sayo.experiment.ablation import _arm_overrides, arm_recipe, base_recipe, warm_dir
+    from sayo.experiment.steps import arm_overrides, arm_recipe, base_recipe, warm_dir
     from sayo.recipe import load_recipe
 
     cfg = load_ablation("ablation_accuracy")
@@ -349,7 +349,7 @@ def test_the_accuracy_experiment_misreads_where_it_says() -> None:
     assert synthetic.seed == 1 and synthetic.search_misread_rate == 1.0 and recipe.sft.max_steps == 1800
     assert synthetic.search_misread_colours == ["red", "green", "blue", "yellow", "cyan", "purple"]
     for arm in cfg.arms:
-        run = arm_recipe(cfg, _arm_overrides(cfg, False, warm, out / "data"), arm, 2, out / "sft", out)
+        run = arm_recipe(cfg, arm_overrides(cfg, False, warm, out / "data"), arm, 2, out / "sft", out)
         assert run.grpo.eval_every == 10 and run.seed == 2 and run.data.synthetic.search_misread_rate == 1.0
     hard = load_recipe(cfg.recipe, [*cfg.overrides, *cfg.hard])
     assert hard.data.synthetic.search_target_colours == synthetic.search_misread_colours

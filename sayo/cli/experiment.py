@@ -14,9 +14,11 @@ from typing import Annotated
 
 import typer
 
-from sayo.experiment.ablation import default_jobs, pick_warm_start, run_ablation, run_one_arm, warm_name
+from sayo.experiment.ablation import run_ablation, run_one_arm
 from sayo.experiment.config import load_ablation
 from sayo.experiment.results import write_results
+from sayo.experiment.schedule import default_jobs
+from sayo.experiment.steps import pick_warm_start, warm_name
 
 
 def register(app: typer.Typer) -> None:
