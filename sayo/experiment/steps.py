@@ -66,10 +66,11 @@ SFT_SECTIONS = ("seed", "model", "data", "sft", "rewards")  # rewards.attention:
 GRPO_SECTIONS = ("seed", "model", "data", "grpo", "rewards")
 
 
-def _fresh(path: Path, digest: str) -> bool:
-    """Whether a step's output at `path` was made from the same recipe (its `.sayo-recipe` stamp)."""
+def _fresh(path: Path, digest: str, made: str = "config.json") -> bool:
+    """Whether a step's output at `path` (complete: it holds `made`) was made from the same recipe
+    (its `.sayo-recipe` stamp)."""
     stamp = path / ".sayo-recipe"
-    return (path / "config.json").is_file() and stamp.is_file() and stamp.read_text() == digest
+    return (path / made).is_file() and stamp.is_file() and stamp.read_text() == digest
 
 
 def _stamp(path: Path, digest: str) -> None:
@@ -100,11 +101,10 @@ def warm_dir(cfg: AblationConfig, quick: bool, warm: WarmStart) -> Path:
 def _build_once(recipe: Recipe) -> None:
     """The `data` stage for the recipe's dataset, skipped when it was built from the same `data:` section."""
     path, digest = Path(recipe.data.path), _digest(recipe, ("data",))
-    stamp = path / ".sayo-recipe"
-    if (path / "stats.json").is_file() and stamp.is_file() and stamp.read_text() == digest:
+    if _fresh(path, digest, made="stats.json"):
         return
     build(recipe.data, progress=False)
-    stamp.write_text(digest)
+    _stamp(path, digest)
 
 
 def build_data(
